@@ -98,7 +98,9 @@ def validate_record(row: dict[str, Any], where: str = "row") -> None:
     k = len(ids[0])
     for j, (i_row, l_row) in enumerate(zip(ids, lps, strict=True)):
         if len(i_row) != k or len(l_row) != k:
-            raise RecordError(f"{where} (id={row['id']!r}): top-k row {j} has width {len(i_row)}/{len(l_row)}, expected {k}")
+            raise RecordError(
+                f"{where} (id={row['id']!r}): top-k row {j} has width {len(i_row)}/{len(l_row)}, expected {k}"
+            )
     if not row["student_messages"]:
         raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
 

@@ -22,7 +22,9 @@ def _corpus() -> list[str]:
     import random
 
     rng = random.Random(0)
-    words = "the a of to and is what how many total each has are answer step so we find then sum product".split()
+    words = (
+        "the a of to and is what how many total each has are answer step so we find then sum product".split()
+    )
     lines = []
     for _ in range(3000):
         a, b = rng.randint(0, 999), rng.randint(0, 99)
