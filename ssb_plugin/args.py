@@ -1,0 +1,64 @@
+"""SSBPlugin's config keys: top-level `ssb_*` YAML keys merged into Axolotl's config model.
+
+Axolotl drops undeclared top-level keys, so every option the plugin reads is declared here.
+Kept free of torch/axolotl imports: Axolotl imports this while building its config classes.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+DATASET_TYPE = "ssb_plugin.dataset"
+
+
+class SSBArgs(BaseModel):
+    """Options of the SSB distillation loss (design.md, "The loss")."""
+
+    ssb_temperature: float = Field(
+        default=2.0, description="Distillation temperature T (teacher and student softened by T; loss x T^2)."
+    )
+    ssb_kd_weight: float = Field(default=1.0, description="Weight of the top-k forward-KL term.")
+    ssb_ce_weight: float = Field(
+        default=0.0, description="Weight of cross-entropy on the teacher's answer tokens (paper: 0)."
+    )
+    ssb_chunk_size: int = Field(
+        default=1024,
+        description="Answer positions per lm_head chunk: bounds the loss's extra memory to ~3 x chunk x vocab fp32.",
+    )
+    ssb_topk: int | None = Field(
+        default=None,
+        description="Use only the teacher's top `ssb_topk` entries per position (default: all stored).",
+    )
+    ssb_check_tokenizer: bool = Field(
+        default=True,
+        description="Refuse a training tokenizer/chat template whose hash differs from the curated manifest's.",
+    )
+
+    @model_validator(mode="after")
+    def _check_ssb(self):
+        problems = []
+        if not self.ssb_temperature > 0:
+            problems.append(f"ssb_temperature must be > 0 (got {self.ssb_temperature})")
+        for key in ("ssb_kd_weight", "ssb_ce_weight"):
+            if getattr(self, key) < 0:
+                problems.append(f"{key} must be >= 0 (got {getattr(self, key)})")
+        if self.ssb_kd_weight == 0 and self.ssb_ce_weight == 0:
+            problems.append("ssb_kd_weight and ssb_ce_weight are both 0: the loss would be identically zero")
+        if self.ssb_chunk_size < 1:
+            problems.append(f"ssb_chunk_size must be >= 1 (got {self.ssb_chunk_size})")
+        if self.ssb_topk is not None and self.ssb_topk < 1:
+            problems.append(f"ssb_topk must be >= 1 or unset (got {self.ssb_topk})")
+        # In the merged Axolotl config the dataset list is visible too: every training row must
+        # carry teacher targets, or the SSB loss has nothing to match.
+        datasets = getattr(self, "datasets", None)
+        if datasets:
+            for i, ds in enumerate(datasets):
+                ds_type = ds.get("type") if isinstance(ds, dict) else getattr(ds, "type", None)
+                if ds_type != DATASET_TYPE:
+                    problems.append(
+                        f"datasets[{i}] has type {ds_type!r}: with plugins [ssb_plugin.SSBPlugin] every training "
+                        f"dataset must be `type: {DATASET_TYPE}` (a curated set from ssb-curate)"
+                    )
+        if problems:
+            raise ValueError("SSBPlugin config: " + "; ".join(problems))
+        return self

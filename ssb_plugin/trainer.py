@@ -1,0 +1,154 @@
+"""SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.loss) as compute_loss.
+
+- The model runs with `logits_to_keep=1`: no (B, S, V) logits. The final (post-norm) hidden states at
+  the answer positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32.
+- The summed loss is divided by `num_items_in_batch` (answer tokens over all gradient-accumulation
+  micro-batches, and over ranks with average_tokens_across_devices), so accumulation and data
+  parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
+- KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token).
+"""
+
+from __future__ import annotations
+
+import torch
+from axolotl.core.trainers.base import AxolotlTrainer
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from ssb_plugin.dataset import IDS, LOGPROBS
+from ssb_plugin.loss import PAD_ID, topk_distill_sums
+
+DEFAULTS = {"ssb_temperature": 2.0, "ssb_kd_weight": 1.0, "ssb_ce_weight": 0.0, "ssb_chunk_size": 1024}
+
+
+def resolve_lm_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The output projection module (PEFT, DDP and multimodal wrappers unwrapped)."""
+    base = model
+    for attr in ("module", "_orig_mod"):  # DDP / torch.compile
+        base = getattr(base, attr, base)
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    emb = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if emb is not None:
+        return emb
+    if hasattr(base, "lm_head"):
+        return base.lm_head
+    raise AttributeError(f"no lm_head / output embeddings found on {type(model).__name__}")
+
+
+def lm_head_params(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of the lm_head; a LoRA-wrapped head is not supported (its delta would be ignored)."""
+    if hasattr(head, "base_layer") and hasattr(head, "lora_A"):
+        raise NotImplementedError(
+            "a LoRA adapter on lm_head is not supported by the SSB loss (it reads the head's weight directly); "
+            "drop lm_head from lora_target_modules"
+        )
+    return head.weight, getattr(head, "bias", None)
+
+
+def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk_size):
+    """Run the model and return (loss_sum, kd_sum, ce_sum, n_answer_tokens, outputs). `inputs` is consumed."""
+    t_ids = inputs.pop(IDS)
+    t_lps = inputs.pop(LOGPROBS)
+    labels = inputs.pop("labels")
+    inputs.pop("num_items_in_batch", None)
+    outputs = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False, return_dict=True)
+    hidden = outputs.hidden_states[-1]  # post-norm final hidden states, [B, S, H]
+    mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
+    h = hidden[:, :-1][mask]
+    ids = t_ids[:, :-1][mask]
+    lps = t_lps[:, :-1][mask]
+    targets = labels[:, 1:][mask]
+    if ids.numel() and not bool((ids != PAD_ID).any(-1).all()):
+        raise ValueError(
+            "an answer position has no teacher target: labels and ssb_topk_* are misaligned "
+            "(was the batch built by ssb_plugin.collator.SSBDataCollator?)"
+        )
+    weight, bias = lm_head_params(resolve_lm_head(model))
+    loss_sum, kd_sum, ce_sum = topk_distill_sums(
+        h,
+        weight,
+        ids,
+        lps,
+        labels=targets,
+        bias=bias,
+        temperature=temperature,
+        kd_weight=kd_weight,
+        ce_weight=ce_weight,
+        chunk_size=chunk_size,
+    )
+    if h.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe), no NaN
+        loss_sum = loss_sum + hidden.sum() * 0.0
+    return loss_sum, kd_sum, ce_sum, int(mask.sum()), outputs
+
+
+class SSBTrainer(AxolotlTrainer):
+    """AxolotlTrainer whose loss is the SSB top-k distillation loss."""
+
+    # compute_loss divides by num_items_in_batch itself: HF must not divide by the GA steps again.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Makes HF count num_items_in_batch over the whole optimizer step (AxolotlTrainer may reset it).
+        self.model_accepts_loss_kwargs = True
+        self._ssb_acc = {"train": [0.0, 0.0, 0], "eval": [0.0, 0.0, 0]}
+
+    def _ssb_opt(self, key):
+        cfg = self.axolotl_cfg
+        value = cfg.get(key) if cfg is not None else None
+        return DEFAULTS[key] if value is None else value
+
+    def _set_signature_columns_if_needed(self):
+        # Keep the teacher columns through HF's unused-column removal (eval, unpacked training).
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None:
+            for col in (IDS, LOGPROBS):
+                if col not in self._signature_columns:
+                    self._signature_columns.append(col)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        if IDS not in inputs:
+            raise KeyError(f"SSBTrainer needs {IDS}/{LOGPROBS} in the batch; got {sorted(inputs)}")
+        temperature = float(self._ssb_opt("ssb_temperature"))
+        loss_sum, kd_sum, ce_sum, n_local, outputs = ssb_forward(
+            model,
+            inputs,
+            temperature=temperature,
+            kd_weight=float(self._ssb_opt("ssb_kd_weight")),
+            ce_weight=float(self._ssb_opt("ssb_ce_weight")),
+            chunk_size=int(self._ssb_opt("ssb_chunk_size")),
+        )
+        denom = num_items_in_batch if num_items_in_batch is not None else n_local
+        if torch.is_tensor(denom):
+            denom = denom.to(loss_sum.device).clamp_min(1)
+        else:
+            denom = max(int(denom), 1)
+        loss = loss_sum / denom
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch is global across ranks; DDP averages gradients: undo that average.
+            scale = self.accelerator.num_processes
+            pc = getattr(self.accelerator, "parallelism_config", None)
+            if pc is not None:
+                scale //= pc.tp_size
+            loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+
+        acc = self._ssb_acc["train" if model.training else "eval"]
+        acc[0] = acc[0] + kd_sum.detach() * temperature**2  # tensors: no device sync per step
+        acc[1] = acc[1] + ce_sum.detach()
+        acc[2] += n_local
+        if return_outputs:
+            # Only the last position's logits exist; hidden states are dropped to free memory.
+            return loss, CausalLMOutputWithPast(loss=loss.detach(), logits=outputs.logits)
+        return loss
+
+    def log(self, logs, start_time=None):
+        key = "train" if "loss" in logs else "eval"
+        kd, ce, n = self._ssb_acc[key]
+        if n:
+            prefix = "" if key == "train" else "eval_"
+            logs[f"{prefix}ssb_kd"] = round(float(kd) / n, 6)
+            logs[f"{prefix}ssb_ce"] = round(float(ce) / n, 6)
+            logs[f"{prefix}ssb_answer_tokens"] = n
+        self._ssb_acc[key] = [0.0, 0.0, 0]
+        return super().log(logs, start_time)

@@ -1,0 +1,107 @@
+"""Build a small curated set (parquet shard + manifest.json) in the exact ssb_plugin.record schema.
+
+Stand-in for `ssb-curate` output in the training tests: the teacher (the model itself, on the hinted
+prompt of ssb_plugin.prompts) samples a response with transformers; its raw temperature-1 top-k at
+every response position comes from one teacher-forced pass over prompt + response. When the real CLI
+is available, `build_curated_set` can be swapped for a call to it without touching the tests.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ssb_plugin.prompts import student_messages, teacher_messages
+from ssb_plugin.record import Manifest, chat_prompt_ids, features, tokenizer_fingerprint
+
+SHARD = "data/train-00000-of-00001.parquet"
+
+
+def _problems(n: int, seed: int) -> list[tuple[str, str, str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        q = f"What is {a} + {b}?"
+        out.append((f"fixture-{seed}-{i}", q, str(a + b), str(a + b + 1)))
+    return out
+
+
+def build_curated_set(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    n: int = 4,
+    k: int = 8,
+    max_new_tokens: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Write `n` curated rows for `model_dir` into `out`; k=None stores the full vocabulary (k = V)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(out)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    eot = tok.eos_token_id  # the end-of-turn token of the chat template (<|im_end|> here)
+    rows = []
+    for i, (rid, q, gold, wrong) in enumerate(_problems(n, seed)):
+        student = student_messages(q)
+        teacher = teacher_messages(
+            q, f"{q} The sum is \\boxed{{{gold}}}.", f"{q} The sum is \\boxed{{{wrong}}}."
+        )
+        t_prompt = chat_prompt_ids(tok, teacher)
+        torch.manual_seed(seed * 1000 + i)
+        with torch.no_grad():
+            gen = model.generate(
+                torch.tensor([t_prompt]),
+                attention_mask=torch.ones(1, len(t_prompt), dtype=torch.long),
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=0.8,
+                top_k=50,
+                pad_token_id=tok.pad_token_id,
+            )
+        resp = gen[0, len(t_prompt) :].tolist()
+        if eot in resp:
+            resp = resp[: resp.index(eot)]
+        resp = resp + [eot]  # response_ids always end with the end-of-turn token
+        with torch.no_grad():  # raw (temperature-1) teacher distribution at the positions generating resp
+            logits = model(torch.tensor([t_prompt + resp])).logits[0].float()
+        lp = torch.log_softmax(logits[len(t_prompt) - 1 : len(t_prompt) - 1 + len(resp)], dim=-1)
+        width = lp.shape[-1] if k is None else k
+        top = torch.topk(lp, width, dim=-1)
+        rows.append(
+            {
+                "id": rid,
+                "question": q,
+                "gold": gold,
+                "student_messages": student,
+                "teacher_messages": teacher,
+                "response_text": tok.decode(resp),
+                "response_ids": resp,
+                "teacher_topk_ids": top.indices.tolist(),
+                "teacher_topk_logprobs": top.values.tolist(),
+                "rollouts": [
+                    {"text": teacher[1]["content"], "answer": gold, "correct": True, "finish_reason": "stop"},
+                    {"text": "wrong", "answer": wrong, "correct": False, "finish_reason": "stop"},
+                ],
+                "correct_index": 0,
+                "wrong_index": 1,
+                "wrong_answer": wrong,
+                "wrong_count": 1,
+            }
+        )
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    Dataset.from_list(rows, features=features()).to_parquet(str(out / SHARD))
+    Manifest(
+        model=str(model_dir),
+        tokenizer=tokenizer_fingerprint(tok),
+        sampling={"teacher": {"temperature": 0.8, "top_k": 50, "max_new_tokens": max_new_tokens}},
+        seed=seed,
+        k=width,
+        counts={"kept": n},
+        backend="tests.curated_fixture (transformers)",
+    ).save(out)
+    return out
