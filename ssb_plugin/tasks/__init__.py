@@ -1,0 +1,113 @@
+"""The lm-eval task files (YAMLs + utils.py) live in this package directory, so an installed
+`ssb-plugin` carries them; the repository's top-level `tasks` is a symlink here.
+
+`ssb-tasks` (or `python -m ssb_plugin.tasks`) prints the directory to pass to `lm_eval --include_path`:
+
+    lm_eval --include_path "$(ssb-tasks)" --tasks ssb_math500,aime24 ...
+
+This module must not import lm-eval: it only locates and describes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+TASKS_DIR = Path(__file__).resolve().parent
+DATA_DIR_ENV = "SSB_DATA_DIR"
+
+
+def include_path() -> str:
+    """The directory to give `lm_eval --include_path` (absolute, so it works from any directory)."""
+    return str(TASKS_DIR)
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads the YAMLs without lm-eval: `!function x` stays the string `x`."""
+
+
+_Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def task_configs() -> dict[str, dict]:
+    """Every task / group YAML in the package, by task or group name."""
+    out = {}
+    for path in sorted(TASKS_DIR.glob("*.yaml")):
+        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        out[cfg.get("group") or cfg["task"]] = {**cfg, "_path": str(path)}
+    return out
+
+
+def _data_rows() -> list[tuple[str, str, str]]:
+    """(task, hub source, local file) for every task that loads data."""
+    rows = []
+    for name, cfg in task_configs().items():
+        kw = cfg.get("dataset_kwargs") or {}
+        if "local_file" in kw:
+            hub = (
+                kw["hub_path"]
+                + (f" ({kw['hub_name']})" if kw.get("hub_name") else "")
+                + f" [{kw['hub_split']}]"
+            )
+            rows.append((name, hub, kw["local_file"]))
+    return rows
+
+
+def check_data(data_dir: Path) -> list[str]:
+    """Problems with a local data directory (missing or unreadable files); empty when usable."""
+    problems = []
+    for name, _, local in _data_rows():
+        path = data_dir / local
+        if not path.is_file():
+            problems.append(f"{name}: missing {path}")
+            continue
+        with path.open(encoding="utf-8") as f:
+            first = f.readline()
+        try:
+            json.loads(first)
+        except json.JSONDecodeError as e:
+            problems.append(f"{name}: {path} is not JSON lines ({e})")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="ssb-tasks",
+        description="Print the lm-eval include path of the SSB tasks: "
+        'lm_eval --include_path "$(ssb-tasks)" --tasks ssb_math500,aime24 ...',
+    )
+    p.add_argument("--list", action="store_true", help="list the tasks, their hub sets and local file names")
+    p.add_argument(
+        "--check-data",
+        metavar="DIR",
+        type=Path,
+        help=f"check that DIR holds every task's local JSONL file (for offline runs with {DATA_DIR_ENV}=DIR)",
+    )
+    args = p.parse_args(argv)
+    if args.check_data is not None:
+        problems = check_data(args.check_data)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            return 1
+        print(f"ok: run offline with {DATA_DIR_ENV}={args.check_data.resolve()}")
+        return 0
+    if args.list:
+        data_dir = os.environ.get(DATA_DIR_ENV)
+        print(f"include path: {include_path()}")
+        print(
+            f"data: {'$' + DATA_DIR_ENV + '=' + data_dir if data_dir else 'hub (set ' + DATA_DIR_ENV + ' for local files)'}"
+        )
+        for name, hub, local in _data_rows():
+            print(f"{name:14s} {hub:40s} {local}")
+        groups = [n for n, c in task_configs().items() if "group" in c]
+        for g in groups:
+            print(f"{g:14s} group: {', '.join(task_configs()[g]['task'])}")
+        return 0
+    print(include_path())
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from ssb_plugin.tasks import main
+
+sys.exit(main())
