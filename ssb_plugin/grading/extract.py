@@ -1,0 +1,152 @@
+"""Find the final answer in a model's output.
+
+Order of preference: the last ``\\boxed{}`` / ``\\fbox{}`` (``\\boxed 5`` too), then the last answer
+phrase ("final answer is", "the answer is", "Answer:", GSM8K ``#### N``), then, only when asked, the
+last number. Every step is a linear scan or a regex without nested quantifiers, so megabyte inputs
+stay fast.
+"""
+
+from __future__ import annotations
+
+import re
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+# How many trailing box candidates to try when the last ones are unbalanced (truncated output):
+# bounds the work at O(_MAX_BOX_TRIES * len(text)).
+_MAX_BOX_TRIES = 8
+# An answer longer than this is not an answer (and would only slow the equivalence check).
+MAX_ANSWER_CHARS = 10_000
+
+_PHRASE_RE = re.compile(
+    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*:|####)[ \t]*:?",
+    re.IGNORECASE,
+)
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE | re.DOTALL)
+_MATH_OPENERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
+
+def _balanced_group(text: str, open_pos: int) -> int | None:
+    """Index of the ``}`` closing the ``{`` at ``open_pos``; escaped ``\\{``/``\\}`` don't count."""
+    depth = 0
+    i = open_pos
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _box_argument(text: str, cmd_end: int) -> str | None:
+    """The argument of a box command ending at ``cmd_end``: ``{...}`` or a bare token (``\\boxed 5``)."""
+    n = len(text)
+    i = cmd_end
+    if i < n and text[i].isalpha():  # \boxedx is another command, not a box
+        return None
+    while i < n and text[i] in " \t":
+        i += 1
+    if i >= n:
+        return None
+    if text[i] == "{":
+        close = _balanced_group(text, i)
+        return None if close is None else text[i + 1 : close]
+    j = i
+    while j < n and not text[j].isspace() and text[j] not in "$}":
+        j += 1
+    return text[i:j] if j > i else None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed``/``\\fbox`` in ``text``."""
+    end = len(text)
+    for _ in range(_MAX_BOX_TRIES):
+        pos, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
+        if pos < 0:
+            return None
+        arg = _box_argument(text, pos + len(cmd))
+        if arg is not None and arg.strip():
+            return arg.strip()
+        end = pos
+    return None
+
+
+def _math_span(rest: str) -> str | None:
+    """If ``rest`` opens a math environment, its content (up to the matching closer)."""
+    for opener, closer in _MATH_OPENERS:
+        if rest.startswith(opener):
+            close = rest.find(closer, len(opener))
+            if close > len(opener):
+                return rest[len(opener) : close]
+            return None
+    return None
+
+
+def _phrase_answer(rest: str) -> str | None:
+    """The answer following an answer phrase: a math span, or the rest of the sentence."""
+    rest = rest.lstrip(" \t*:")
+    if rest.startswith("\n"):
+        rest = rest.lstrip()
+    math = _math_span(rest)
+    if math is not None:
+        ans = math
+    else:
+        line_end = rest.find("\n")
+        line = rest if line_end < 0 else rest[:line_end]
+        line = _HOPE_RE.sub("", line)
+        # A sentence ends at ". " (a decimal point is followed by a digit, not a space).
+        stop = line.find(". ")
+        ans = line if stop < 0 else line[:stop]
+    ans = ans.strip().strip("*").strip()
+    ans = ans.rstrip(".").rstrip()
+    if len(ans) >= 2 and ans[0] == "$" and ans[-1] == "$":
+        ans = ans.strip("$").strip()
+    return ans or None
+
+
+def phrase_answer(text: str) -> str | None:
+    """Answer after the last "final answer is" / "the answer is" / "Answer:" / ``####``."""
+    last = None
+    for m in _PHRASE_RE.finditer(text):
+        last = m
+    if last is None:
+        return None
+    rest = text[last.end() : last.end() + MAX_ANSWER_CHARS]
+    boxed = last_boxed(rest)
+    if boxed is not None:
+        return boxed
+    return _phrase_answer(rest)
+
+
+def last_number(text: str) -> str | None:
+    """The last number in ``text`` (thousands separators kept; the normaliser removes them)."""
+    last = None
+    for m in _NUMBER_RE.finditer(text):
+        last = m
+    return None if last is None else last.group(0).rstrip(",")
+
+
+def extract_answer(text: str, *, fallback: bool = False) -> str | None:
+    """The final answer written in ``text``, or ``None`` when there is none.
+
+    ``fallback=True`` adds the last number in the text as a final resort (for small models that
+    never box); it is off by default because a stray number is not an answer.
+    """
+    if not isinstance(text, str) or not text:
+        return None
+    ans = last_boxed(text)
+    if ans is None:
+        ans = phrase_answer(text)
+    if ans is None and fallback:
+        ans = last_number(text)
+    if ans is None or len(ans) > MAX_ANSWER_CHARS:
+        return None
+    return ans

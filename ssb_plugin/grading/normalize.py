@@ -1,0 +1,167 @@
+"""String-level clean-up of an answer, before any parsing.
+
+Pure string rewrites with linear regexes: spacing and sizing commands, fraction spellings, unicode
+symbols, dollar signs, unit words and ``\\text{}`` wrappers go; percent and degree signs are kept as
+the single markers ``%`` and ``°`` so the comparison can decide what they mean.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .extract import last_boxed
+
+_UNICODE = {
+    "\u2212": "-",  # minus sign
+    "\u2013": "-",
+    "\u00d7": "\\times ",
+    "\u22c5": "\\cdot ",
+    "\u00b7": "\\cdot ",
+    "\u03c0": "\\pi ",
+    "\u221e": "\\infty ",
+    "\u221a": "\\sqrt",
+    "\u2264": "\\le ",
+    "\u2265": "\\ge ",
+    "\u2260": "\\ne ",
+    "\u222a": "\\cup ",
+    "\u2229": "\\cap ",
+    "\u00b0": "°",
+    "\u00bd": "1/2",
+    "\u00bc": "1/4",
+    "\u00be": "3/4",
+    "\u2009": " ",
+    "\u00a0": " ",
+    "\u202f": " ",
+}
+_UNICODE_RE = re.compile("|".join(re.escape(k) for k in _UNICODE))
+
+# Commands that only change spacing or size: removed outright.
+_DROP_RE = re.compile(
+    r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])\.?"
+    r"|\\(?:displaystyle|textstyle|limits|nolimits|quad|qquad|hfill|mathstrut|boldsymbol|bm)(?![a-zA-Z])"
+    r"|(?<!\\)\\[!,;:> ]|~|\\phantom\{[^{}]*\}"
+)
+_RENAME = [
+    (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
+    (re.compile(r"\\(?:leq|leqslant)(?![a-zA-Z])"), r"\\le"),
+    (re.compile(r"\\(?:geq|geqslant)(?![a-zA-Z])"), r"\\ge"),
+    (re.compile(r"\\(?:neq)(?![a-zA-Z])"), r"\\ne"),
+    (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
+    (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
+    (re.compile(r"<="), r"\\le "),
+    (re.compile(r">="), r"\\ge "),
+    (
+        re.compile(
+            r"\\(?:textbf|textrm|textit|textnormal|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|hbox)\s*\{"
+        ),
+        r"\\text{",
+    ),
+    (re.compile(r"\\emph\s*\{"), r"\\text{"),
+    (re.compile(r"\\(?:varpi)(?![a-zA-Z])"), r"\\pi"),
+    (re.compile(r"\\(?:lbrace)(?![a-zA-Z])"), r"\\{"),
+    (re.compile(r"\\(?:rbrace)(?![a-zA-Z])"), r"\\}"),
+    (re.compile(r"\\(?:lbrack)(?![a-zA-Z])"), "["),
+    (re.compile(r"\\(?:rbrack)(?![a-zA-Z])"), "]"),
+    (re.compile(r"\\(?:langle)(?![a-zA-Z])"), r"\\langle "),
+    (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), r"\\rangle "),
+    (re.compile(r"\\(?:dots|ldots|cdots)(?![a-zA-Z])"), r"\\ldots "),
+    (re.compile(r"\{,\}"), ""),  # 1{,}000
+]
+_PERCENT_RE = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\\text\{\s*percent\s*\}|\bpercent\b)")
+_DEGREE_RE = re.compile(
+    r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])|°"
+    r"|\\text\{\s*degrees?\s*\}|\bdegrees?\b)"
+)
+_DOLLAR_RE = re.compile(r"\\\$|\$")
+_INFTY_RE = re.compile(r"\\infinity|\binfinity\b|\binf\b")
+_TEXT_RE = re.compile(r"\\text\s*\{([^{}]*)\}")
+_TEXT_CONNECTOR_RE = re.compile(r"\s*\\text\{\s*,?\s*(?:and|or)\s*\}\s*|,?\s+(?:and|or)\s+", re.IGNORECASE)
+# A unit: a trailing \text{...} (optionally squared/cubed) after something numeric-looking.
+_TEXT_UNIT_RE = re.compile(r"(?<=[\d}%°)a-zA-Z])\s*\\text\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\^\{?\d\}?)?\s*$")
+# Plain unit words after a number ("18 dollars", "12 square units").
+_WORD_UNIT_RE = re.compile(r"^(.*[\d}%°])\s+([a-zA-Z][a-zA-Z.]+(?:\s+[a-zA-Z.]+)*)(?:\^\{?\d\}?)?$")
+_MATH_WORDS = frozenset({"pi", "and", "or", "sqrt", "infty", "i", "e", "cis"})
+_FIX_FRAC_RE = [
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*\{([^{}]*)\}\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*([a-zA-Z])\s*([a-zA-Z\d])"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
+    (re.compile(r"\\sqrt\s*\[\s*(\d+)\s*\]\s*(\d+)"), r"\\sqrt[\1]{\2}"),
+]
+_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
+_SPACES_RE = re.compile(r"\s+")
+
+
+def _strip_wrappers(s: str) -> str:
+    """Remove math delimiters, a whole-answer box and trailing punctuation, repeatedly."""
+    for _ in range(4):
+        before = s
+        s = s.strip()
+        if s.startswith(("\\boxed", "\\fbox")):
+            inner = last_boxed(s)
+            if inner is not None and s.endswith("}"):
+                s = inner
+        for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b):
+                s = s[len(a) : len(s) - len(b)]
+        s = s.strip().rstrip(".").rstrip()
+        if s.endswith(",") or s.endswith(";"):
+            s = s[:-1]
+        if s == before:
+            break
+    return s
+
+
+def _drop_units(s: str) -> str:
+    for _ in range(2):
+        t = _TEXT_UNIT_RE.sub("", s)
+        if t == s:
+            break
+        s = t.rstrip()
+    return s
+
+
+def _drop_word_units(s: str) -> str:
+    m = _WORD_UNIT_RE.match(s)
+    if m is None:
+        return s
+    words = m.group(2).lower().replace(".", " ").split()
+    if any(w in _MATH_WORDS or len(w) < 2 for w in words):
+        return s
+    return m.group(1).rstrip()
+
+
+def normalize(answer: str) -> str:
+    """Canonical spelling of an answer (still LaTeX-ish; single spaces)."""
+    s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer)
+    s = _strip_wrappers(s)
+    s = _DROP_RE.sub(" ", s)
+    for pat, rep in _RENAME:
+        s = pat.sub(rep, s)
+    s = _DOLLAR_RE.sub("", s)
+    s = _PERCENT_RE.sub("%", s)
+    s = _DEGREE_RE.sub("°", s)
+    s = _INFTY_RE.sub(r"\\infty", s)
+    s = _TEXT_CONNECTOR_RE.sub(", ", s)
+    s = _drop_units(s.strip())
+    s = _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s)
+    for pat, rep in _FIX_FRAC_RE:
+        s = pat.sub(rep, s)
+    s = _SPACES_RE.sub(" ", s).strip()
+    s = _strip_wrappers(s)
+    s = _drop_word_units(s)
+    if _THOUSANDS_RE.match(s):
+        s = s.replace(",", "")
+    elif _SPACE_THOUSANDS_RE.match(s):
+        s = s.replace(" ", "")
+    if s.startswith("+") and len(s) > 1:
+        s = s[1:]
+    return s
+
+
+def compact(s: str) -> str:
+    """``s`` without any whitespace: a key for the cheap "same spelling" test."""
+    return _SPACES_RE.sub("", s)

@@ -1,0 +1,299 @@
+"""The shape of an answer: tuples, sets, lists, intervals, unions, matrices, equations, inequalities.
+
+``parse`` turns a normalised answer into a small tree; ``compare`` walks two trees and asks a leaf
+comparator about the scalars. The same code runs in-process (with an exact numeric leaf comparator
+that gives up by raising ``NeedSymbolic``) and in the worker (with the sympy one), so both paths
+agree on conventions:
+
+- ``(a, b)`` / ``[a, b]`` / ``(a, b]``: ordered, and the brackets must match (tuple or interval);
+- ``\\{a, b\\}`` and bare lists ``a, b``: unordered; a bare list against a parenthesised tuple is
+  compared in order (a model often drops the parentheses);
+- unions: unordered parts; an inequality in one variable becomes the interval(s) it describes;
+- ``x = 3`` / ``(x, y) = (1, 2)``: the left side is a name, so only the value is compared;
+- ``a \\pm b``: the list ``a + b, a - b``;
+- a one-column or one-row matrix is the tuple of its entries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_MAX_DEPTH = 12
+_MAX_ITEMS = 64
+
+_OPEN = "([{"
+_CLOSE = ")]}"
+
+
+class NeedSymbolic(Exception):
+    """The leaf comparator cannot decide without sympy."""
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # leaf | seq | set | list | union | matrix
+    text: str = ""
+    items: tuple = ()
+    open: str = ""
+    close: str = ""
+
+
+LeafEq = Callable[[str, str], bool]
+
+_VAR = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]+\}?)?'*"
+_VAR_RE = re.compile(rf"^{_VAR}$")
+_FUNC_RE = re.compile(rf"^{_VAR}\(\s*{_VAR}\s*\)$")  # f(x) = ... names a value too
+_VARTUPLE_RE = re.compile(rf"^\(\s*{_VAR}(?:\s*,\s*{_VAR})+\s*\)$")
+_IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
+_MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
+_REL_RE = re.compile(r"\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|<|>")
+_INF = ("\\infty", "+\\infty", "-\\infty", "infty")
+
+
+def _split_top(s: str, seps: str) -> list[str]:
+    """Split ``s`` at separator characters that sit outside all brackets."""
+    parts, depth, start, i, n = [], 0, 0, 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth == 0 and c in seps:
+            parts.append(s[start:i])
+            start = i + 1
+        i += 1
+    parts.append(s[start:])
+    return [p.strip() for p in parts]
+
+
+def _split_top_token(s: str, token: str) -> list[str]:
+    """Split at a multi-character token (``\\cup``, ``\\pm``, ``=``) outside brackets."""
+    parts, depth, start, i, n, k = [], 0, 0, 0, len(s), len(token)
+    while i < n:
+        if depth == 0 and s.startswith(token, i):
+            after = s[i + k : i + k + 1]
+            if not (token[-1].isalpha() and after.isalpha()):
+                parts.append(s[start:i])
+                i += k
+                start = i
+                continue
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        i += 1
+    parts.append(s[start:])
+    return [p.strip() for p in parts]
+
+
+def _outer_pair(s: str) -> tuple[str, str, str] | None:
+    """``(open, inner, close)`` when one bracket pair encloses all of ``s``."""
+    if s.startswith("\\{") and s.endswith("\\}"):
+        o, c, inner = "{", "}", s[2:-2]
+    elif s.startswith("\\langle") and s.endswith("\\rangle"):
+        o, c, inner = "(", ")", s[7:-7]
+    elif s and s[0] in "([" and s[-1] in ")]":
+        o, c, inner = s[0], s[-1], s[1:-1]
+    else:
+        return None
+    # The opener must close at the very end, not earlier ("(1)+(2)" is not a group).
+    depth = 0
+    for ch in inner:
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                return None
+    return (o, inner.strip(), c) if depth == 0 else None
+
+
+def _interval(lo: str, lo_closed: bool, hi: str, hi_closed: bool) -> Node:
+    return Node(
+        "seq",
+        items=(Node("leaf", text=lo), Node("leaf", text=hi)),
+        open="[" if lo_closed else "(",
+        close="]" if hi_closed else ")",
+    )
+
+
+def _inequality(s: str) -> Node | None:
+    """``x > 2``, ``-1 < x \\le 3``, ``2 \\ge x``: the interval it describes (one variable)."""
+    ops = [(m.start(), m.end(), m.group(0)) for m in _REL_RE.finditer(s)]
+    if not ops or len(ops) > 2:
+        return None
+    pieces, prev = [], 0
+    for a, b, _ in ops:
+        pieces.append(s[prev:a].strip())
+        prev = b
+    pieces.append(s[prev:].strip())
+    if any(not p for p in pieces):
+        return None
+    kinds = [op for _, _, op in ops]
+
+    def less(op: str) -> bool:
+        return op in ("<", "\\le")
+
+    def closed(op: str) -> bool:
+        return op in ("\\le", "\\ge")
+
+    if len(pieces) == 2:
+        left, right = pieces
+        op = kinds[0]
+        if _VAR_RE.match(left):
+            var_less = less(op)  # x < a
+            bound = right
+        elif _VAR_RE.match(right):
+            var_less = not less(op)  # a < x means x > a
+            bound = left
+        else:
+            return None
+        if var_less:
+            return _interval("-\\infty", False, bound, closed(op))
+        return _interval(bound, closed(op), "\\infty", False)
+    lo, var, hi = pieces
+    if not _VAR_RE.match(var) or less(kinds[0]) != less(kinds[1]):
+        return None
+    if less(kinds[0]):
+        return _interval(lo, closed(kinds[0]), hi, closed(kinds[1]))
+    return _interval(hi, closed(kinds[1]), lo, closed(kinds[0]))
+
+
+def _strip_name(s: str) -> str:
+    """Drop a left-hand side that only names the answer: ``x = 3``, ``(x, y) = (1, 2)``, ``x \\in S``."""
+    s = _IN_RE.sub("", s, count=1)
+    parts = _split_top_token(s, "=")
+    if (
+        len(parts) >= 2
+        and all(parts)
+        and all(_VAR_RE.match(p) or _FUNC_RE.match(p) or _VARTUPLE_RE.match(p) for p in parts[:-1])
+    ):
+        return parts[-1]
+    return s
+
+
+def parse(s: str, depth: int = 0) -> Node:
+    """The tree of a normalised answer (see the module docstring for the conventions)."""
+    s = s.strip()
+    if depth > _MAX_DEPTH or not s:
+        return Node("leaf", text=s)
+    s = _strip_name(s)
+    m = _MATRIX_RE.match(s)
+    if m:
+        rows = [r for r in (x.strip() for x in m.group(2).split("\\\\")) if r]
+        cells = tuple(tuple(parse(c, depth + 1) for c in r.split("&")) for r in rows[:_MAX_ITEMS])
+        if cells and all(len(r) == len(cells[0]) for r in cells):
+            if len(cells) == 1 or len(cells[0]) == 1:  # a vector: the tuple of its entries
+                flat = tuple(c for r in cells for c in r)
+                return Node("seq", items=flat, open="(", close=")") if len(flat) > 1 else flat[0]
+            return Node("matrix", items=cells)
+        return Node("leaf", text=s)
+    parts = _split_top(s, ",;")
+    if len(parts) > 1:
+        parts = [p for p in parts if p not in ("", "\\ldots")]
+        if len(parts) == 1:
+            return parse(parts[0], depth + 1)
+        return Node("list", items=tuple(parse(p, depth + 1) for p in parts[:_MAX_ITEMS]))
+    union = _split_top_token(s, "\\cup")
+    if len(union) > 1:
+        return Node("union", items=tuple(parse(p, depth + 1) for p in union[:_MAX_ITEMS]))
+    outer = _outer_pair(s)
+    if outer is not None:
+        o, inner, c = outer
+        items = _split_top(inner, ",;") if inner else []
+        if o == "{":
+            return Node("set", items=tuple(parse(p, depth + 1) for p in items[:_MAX_ITEMS] if p))
+        if len(items) > 1:
+            return Node("seq", items=tuple(parse(p, depth + 1) for p in items[:_MAX_ITEMS]), open=o, close=c)
+        if o == "(" and c == ")":
+            return parse(inner, depth + 1)
+        return Node("leaf", text=s)
+    ineq = _inequality(s)
+    if ineq is not None:
+        return ineq
+    pm = _split_top_token(s, "\\pm")
+    if len(pm) == 2:
+        a, b = pm
+        plus = f"{a}+{b}" if a else b
+        minus = f"{a}-({b})" if a else f"-({b})"
+        return Node("list", items=(Node("leaf", text=plus), Node("leaf", text=minus)))
+    return Node("leaf", text=s)
+
+
+def _unordered(ps: tuple, gs: tuple, leaf_eq: LeafEq) -> bool:
+    if len(ps) != len(gs):
+        return False
+    unused = list(gs)
+    for p in ps:
+        for j, g in enumerate(unused):
+            if compare(p, g, leaf_eq):
+                del unused[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _ordered(ps: tuple, gs: tuple, leaf_eq: LeafEq) -> bool:
+    return len(ps) == len(gs) and all(compare(p, g, leaf_eq) for p, g in zip(ps, gs, strict=True))
+
+
+def _is_inf(n: Node) -> bool:
+    return n.kind == "leaf" and n.text.replace(" ", "") in _INF
+
+
+def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
+    """Whether answer tree ``p`` means the same as gold tree ``g``."""
+    if p.kind == "leaf" and g.kind == "leaf":
+        return leaf_eq(p.text, g.text)
+    # A one-element collection is its element ({3} vs 3, "x = 3" vs 3).
+    if p.kind in ("set", "list", "union") and len(p.items) == 1:
+        return compare(p.items[0], g, leaf_eq)
+    if g.kind in ("set", "list", "union") and len(g.items) == 1:
+        return compare(p, g.items[0], leaf_eq)
+    if p.kind == "leaf" or g.kind == "leaf":
+        return False
+    unordered = ("set", "list", "union")
+    if p.kind == "seq" and g.kind == "seq":
+        if (p.open, p.close) != (g.open, g.close):
+            # An infinite endpoint is always open: (-\infty, 2] equals [-\infty, 2]? No; but some
+            # writers put "]" next to \infty; accept the bracket next to an infinity either way.
+            if not _brackets_agree(p, g):
+                return False
+        return _ordered(p.items, g.items, leaf_eq)
+    if p.kind == "matrix" and g.kind == "matrix":
+        return len(p.items) == len(g.items) and all(
+            _ordered(pr, gr, leaf_eq) for pr, gr in zip(p.items, g.items, strict=True)
+        )
+    if {p.kind, g.kind} == {"list", "seq"}:
+        seq = p if p.kind == "seq" else g
+        if (seq.open, seq.close) != ("(", ")"):
+            return False
+        return _ordered(p.items, g.items, leaf_eq)
+    if p.kind in unordered and g.kind in unordered:
+        if "set" in (p.kind, g.kind) and "union" in (p.kind, g.kind):
+            return False
+        return _unordered(p.items, g.items, leaf_eq)
+    if {p.kind, g.kind} == {"union", "seq"}:
+        return False
+    return False
+
+
+def _brackets_agree(p: Node, g: Node) -> bool:
+    if len(p.items) != 2 or len(g.items) != 2:
+        return False
+    lo_ok = p.open == g.open or (_is_inf(p.items[0]) and _is_inf(g.items[0]))
+    hi_ok = p.close == g.close or (_is_inf(p.items[1]) and _is_inf(g.items[1]))
+    return lo_ok and hi_ok

@@ -1,0 +1,192 @@
+"""Symbolic comparison of two scalar answers with sympy (runs only inside the grading worker).
+
+LaTeX is parsed with latex2sympy2_extended (ANTLR 4.9-4.13); plain-text maths (``sqrt(2)/2``)
+falls back to sympy's ``parse_expr``. Two parsed values are equal when they are structurally
+equal, when constants agree numerically to 1e-12 relative, or when expressions with free symbols
+agree at random probe points (then confirmed by ``simplify`` if the probes were inconclusive).
+Equations compare as ``lhs - rhs`` up to a non-zero constant factor.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from fractions import Fraction
+
+import sympy
+from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
+from latex2sympy2_extended.math_normalization import NormalizationConfig
+from sympy.core.relational import Relational
+from sympy.parsing.sympy_parser import (
+    convert_xor,
+    implicit_multiplication_application,
+    parse_expr,
+    standard_transformations,
+)
+
+from .leaves import APPROX_MIN_DIGITS, fast_leaf_equal, split_marker
+from .structure import NeedSymbolic
+
+_NORM = NormalizationConfig(
+    basic_latex=True, units=True, malformed_operators=True, nits=True, boxed="none", equations=False
+)
+_CONV = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
+_TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
+_PLAIN_RE = re.compile(r"^[0-9a-zA-Z_+\-*/^().\s]+$")
+_FLOAT_DIGITS_RE = re.compile(r"\d*\.\d+|\d+\.\d*")
+_I = sympy.Symbol("i")
+_REL_TOL = sympy.Float("1e-12")
+_PROBES = 5
+_MAX_EXPR_OPS = 400
+
+
+def to_sympy(text: str):
+    """sympy value of a LaTeX (or plain) scalar answer; raises on failure."""
+    try:
+        value = latex2sympy(text, normalization_config=_NORM, conversion_config=_CONV)
+    except Exception:
+        if not _PLAIN_RE.match(text):
+            raise
+        value = parse_expr(text, transformations=_TRANSFORMS, evaluate=False)
+    if isinstance(value, sympy.Basic) and _I in value.free_symbols:
+        value = value.subs(_I, sympy.I)  # MATH writes the imaginary unit as i
+    return value
+
+
+def _numeric(expr) -> complex | None:
+    try:
+        v = sympy.N(expr, 30)
+    except Exception:
+        return None
+    if not v.is_number or v.has(sympy.zoo, sympy.nan):
+        return None
+    return v
+
+
+def _close(a, b) -> bool:
+    diff = abs(a - b)
+    scale = max(abs(a), abs(b), sympy.Integer(1))
+    return bool(diff <= _REL_TOL * scale)
+
+
+def _has_float(expr) -> bool:
+    return isinstance(expr, sympy.Basic) and expr.has(sympy.Float)
+
+
+def _approx_ok(pred_text: str, p, g) -> bool:
+    """A decimal approximation of an exact irrational gold: >= 6 significant digits that agree."""
+    m = _FLOAT_DIGITS_RE.search(pred_text)
+    if m is None or _FLOAT_DIGITS_RE.search(pred_text[m.end() :]):
+        return False
+    digits = m.group(0).replace(".", "").lstrip("0")
+    if len(digits) < APPROX_MIN_DIGITS:
+        return False
+    decimals = len(m.group(0).split(".")[1])
+    try:
+        return bool(abs(p - g) < sympy.Float(Fraction(1, 10**decimals), 30))
+    except Exception:
+        return False
+
+
+def _probe_equal(a, b) -> bool | None:
+    """Compare at random points: True/False when the probes decide, None when they can't."""
+    syms = sorted(a.free_symbols | b.free_symbols, key=str)
+    rng = random.Random(1234)
+    decided = 0
+    for _ in range(_PROBES):
+        point = {s: sympy.Float(rng.uniform(0.3, 2.9), 30) for s in syms}
+        try:
+            va, vb = _numeric(a.subs(point)), _numeric(b.subs(point))
+        except Exception:
+            continue
+        if va is None or vb is None:
+            continue
+        if not _close(va, vb):
+            return False
+        decided += 1
+    return True if decided >= 3 else None
+
+
+def _exprs_equal(a, b, pred_text: str) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, Relational) or isinstance(b, Relational):
+        return _relations_equal(a, b, pred_text)
+    if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
+        if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)) or a.shape != b.shape:
+            return False
+        return all(_exprs_equal(x, y, "") for x, y in zip(a, b, strict=True))
+    if not isinstance(a, sympy.Expr) or not isinstance(b, sympy.Expr):
+        try:
+            return bool(a == b) or bool(sympy.simplify(a) == sympy.simplify(b))
+        except Exception:
+            return False
+    if a.count_ops() > _MAX_EXPR_OPS or b.count_ops() > _MAX_EXPR_OPS:
+        return False
+    if not a.free_symbols and not b.free_symbols:
+        va, vb = _numeric(a), _numeric(b)
+        if va is None or vb is None:
+            return False
+        if _has_float(a) and not _has_float(b):
+            # An approximation matches only under the approximate-decimal convention.
+            return _close(va, vb) or _approx_ok(pred_text, va, vb)
+        return _close(va, vb)
+    if a.free_symbols != b.free_symbols:
+        # Different variables can still cancel (x - x), but usually mean a different answer.
+        pass
+    probed = _probe_equal(a, b)
+    if probed is not None:
+        return probed
+    try:
+        return sympy.simplify(a - b) == 0
+    except Exception:
+        return False
+
+
+def _relations_equal(a, b, pred_text: str) -> bool:
+    if not (isinstance(a, Relational) and isinstance(b, Relational)):
+        return False
+    if type(a) is not type(b):
+        if a.reversed.__class__ is type(b):
+            a = a.reversed
+        else:
+            return False
+    da, db = a.lhs - a.rhs, b.lhs - b.rhs
+    if isinstance(a, sympy.Eq):
+        # Same solution set: lhs - rhs proportional (x = 2y and 2y - x = 0).
+        try:
+            if sympy.simplify(da - db) == 0 or sympy.simplify(da + db) == 0:
+                return True
+            ratio = sympy.simplify(da / db)
+            return bool(ratio.is_number and ratio != 0)
+        except Exception:
+            return False
+    return _exprs_equal(da, db, pred_text)
+
+
+def symbolic_leaf_equal(pred: str, gold: str) -> bool:
+    """Full comparison of two normalised scalar answers (cheap checks first)."""
+    try:
+        return fast_leaf_equal(pred, gold)
+    except NeedSymbolic:
+        pass
+    p_core, p_pct, p_deg = split_marker(pred)
+    g_core, g_pct, g_deg = split_marker(gold)
+    try:
+        p, g = to_sympy(p_core), to_sympy(g_core)
+    except Exception:
+        return False
+    candidates = [p]
+    if isinstance(p, sympy.Expr):
+        if p_pct and not g_pct:
+            candidates.append(p / 100)
+        if g_pct and not p_pct:
+            candidates.append(p * 100)
+        # Degrees against radians: 30° == \pi/6.
+        if p_deg and not g_deg:
+            candidates.append(p * sympy.pi / 180)
+        if g_deg and not p_deg and isinstance(g, sympy.Expr):
+            g_rad = g * sympy.pi / 180
+            if any(_exprs_equal(c, g_rad, p_core) for c in candidates):
+                return True
+    return any(_exprs_equal(c, g, p_core) for c in candidates)
