@@ -27,6 +27,24 @@ def _problems(n: int, seed: int) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
+    """build_curated_set into root/<params>, once per root (atomic: concurrent builders are safe)."""
+    import os
+    import shutil
+    import tempfile
+
+    name = Path(model_dir).name + "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
+    out = Path(root) / name
+    if (out / "manifest.json").exists():
+        return out
+    Path(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=root))
+    build_curated_set(model_dir, tmp, **kw)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 def build_curated_set(
     model_dir: str | Path,
     out: str | Path,
@@ -35,6 +53,7 @@ def build_curated_set(
     k: int = 8,
     max_new_tokens: int = 16,
     seed: int = 0,
+    vary_lengths: bool = True,
 ) -> Path:
     """Write `n` curated rows for `model_dir` into `out`; k=None stores the full vocabulary (k = V)."""
     import torch
@@ -66,6 +85,8 @@ def build_curated_set(
         resp = gen[0, len(t_prompt) :].tolist()
         if eot in resp:
             resp = resp[: resp.index(eot)]
+        if vary_lengths:  # unequal answer lengths: what makes token-count normalisation matter
+            resp = resp[: max(1, max_new_tokens - 5 * (i % 4))]
         resp = resp + [eot]  # response_ids always end with the end-of-turn token
         with torch.no_grad():  # raw (temperature-1) teacher distribution at the positions generating resp
             logits = model(torch.tensor([t_prompt + resp])).logits[0].float()
@@ -104,4 +125,41 @@ def build_curated_set(
         counts={"kept": n},
         backend="tests.curated_fixture (transformers)",
     ).save(out)
+    return out
+
+
+def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
+    """build_curated_set into root/<params>, once per root (atomic: concurrent builders are safe)."""
+    import os
+    import shutil
+    import tempfile
+
+    name = Path(model_dir).name + "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
+    out = Path(root) / name
+    if (out / "manifest.json").exists():
+        return out
+    Path(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=root))
+    build_curated_set(model_dir, tmp, **kw)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def peaked_model_dir(src: str | Path, root: str | Path, scale: float = 8.0) -> Path:
+    """A copy of `src` with every weight scaled up: a random model's near-uniform next-token
+    distributions become peaked and position-specific, so a misalignment of one position is visible."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(root) / f"{Path(src).name}-peaked{scale}"
+    if (out / "config.json").exists():
+        return out
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.mul_(scale)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
     return out

@@ -1,0 +1,100 @@
+"""Numerical tests of the SSB loss (ssb_plugin.loss) and of the trainer's use of it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssb_plugin.loss import PAD_ID, topk_distill_sums
+
+
+def _dense_reference(h, w, b, teacher_lp, labels, T, kd_w, ce_w):
+    """Plain-autograd reference: full-vocab teacher, full (N, V) student logits."""
+    z = h @ w.t() + (b if b is not None else 0)
+    p = torch.softmax(teacher_lp / T, -1)
+    kl = (p * (torch.log_softmax(teacher_lp / T, -1) - torch.log_softmax(z / T, -1))).sum()
+    return kd_w * T * T * kl + ce_w * F.cross_entropy(z, labels, reduction="sum")
+
+
+def _case(n=9, h_dim=16, vocab=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, h_dim, generator=g, dtype=torch.float64)
+    w = torch.randn(vocab, h_dim, generator=g, dtype=torch.float64) * 0.5
+    b = torch.randn(vocab, generator=g, dtype=torch.float64) * 0.1
+    teacher_lp = torch.log_softmax(torch.randn(n, vocab, generator=g, dtype=torch.float64) * 3, -1)
+    labels = torch.randint(0, vocab, (n,), generator=g)
+    return h, w, b, teacher_lp, labels
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 1000])
+@pytest.mark.parametrize("T,kd_w,ce_w", [(2.0, 1.0, 0.0), (1.0, 0.7, 0.3), (0.5, 1.0, 2.0)])
+def test_equals_dense_reference_when_k_is_vocab(chunk, T, kd_w, ce_w):
+    h, w, b, teacher_lp, labels = _case()
+    # k = V, in a shuffled order (the loss must not assume sorted rows)
+    perm = torch.stack([torch.randperm(w.shape[0]) for _ in range(h.shape[0])])
+    ids, lps = perm, teacher_lp.gather(-1, perm)
+    args = [t.float().requires_grad_() for t in (h, w, b)]
+    loss, kd, ce = topk_distill_sums(
+        args[0], args[1], ids, lps.float(), labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
+        ce_weight=ce_w, chunk_size=chunk,
+    )  # fmt: skip
+    grads = torch.autograd.grad(loss, args)
+    ref_args = [t.clone().requires_grad_() for t in (h, w, b)]
+    ref = _dense_reference(*ref_args, teacher_lp, labels, T, kd_w, ce_w)
+    ref_grads = torch.autograd.grad(ref, ref_args)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+    assert kd_w * T * T * kd.item() + ce_w * ce.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+    for g, rg in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double(), rg, rtol=1e-4, atol=1e-5)
+
+
+def test_topk_with_padded_slots_matches_gather_reference():
+    h, w, _, teacher_lp, labels = _case(n=6, vocab=30)
+    k = 5
+    top = torch.topk(teacher_lp, k, -1)
+    ids, lps = top.indices.clone(), top.values.float().clone()
+    ids[0, 3:] = PAD_ID  # a narrower row (k = 3) padded to width 5
+    lps[0, 3:] = 123.0  # padded values must be ignored whatever they hold
+    hf, wf = h.float().requires_grad_(), w.float().requires_grad_()
+    loss, _, _ = topk_distill_sums(hf, wf, ids, lps, labels=labels, temperature=2.0, chunk_size=4)
+    gh = torch.autograd.grad(loss, hf)[0]
+
+    hr = h.float().clone().requires_grad_()
+    valid = ids != PAD_ID
+    log_p = torch.log_softmax((lps / 2).masked_fill(~valid, float("-inf")), -1)
+    log_q = torch.log_softmax(hr @ wf.detach().t() / 2, -1).gather(-1, ids.clamp_min(0))
+    ref = 4 * (log_p.exp() * (log_p - log_q)).masked_fill(~valid, 0).sum()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(gh, torch.autograd.grad(ref, hr)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_empty_input_gives_zero_not_nan():
+    w = torch.randn(20, 8, requires_grad=True)
+    h = torch.zeros(0, 8, requires_grad=True)
+    loss, kd, ce = topk_distill_sums(
+        h, w, torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long)
+    )
+    loss.backward()
+    assert loss.item() == 0 and kd.item() == 0 and ce.item() == 0
+    assert h.grad is not None and h.grad.shape == (0, 8)
+
+
+def test_bf16_weights_close_to_fp32():
+    h, w, _, teacher_lp, labels = _case(n=8, vocab=64)
+    top = torch.topk(teacher_lp, 16, -1)
+    ref, _, _ = topk_distill_sums(h.float(), w.float(), top.indices, top.values.float())
+    got, _, _ = topk_distill_sums(h.bfloat16(), w.bfloat16(), top.indices, top.values.float())
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(ref.item(), rel=2e-2)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [({"temperature": 0}, "temperature"), ({"chunk_size": 0}, "chunk_size"), ({"ce_weight": 1.0}, "labels")],
+)
+def test_rejects_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        topk_distill_sums(
+            torch.zeros(2, 4), torch.zeros(5, 4), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), **kw
+        )
