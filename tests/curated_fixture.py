@@ -27,24 +27,6 @@ def _problems(n: int, seed: int) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
-    """build_curated_set into root/<params>, once per root (atomic: concurrent builders are safe)."""
-    import os
-    import shutil
-    import tempfile
-
-    name = Path(model_dir).name + "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
-    out = Path(root) / name
-    if (out / "manifest.json").exists():
-        return out
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=root))
-    build_curated_set(model_dir, tmp, **kw)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
-
-
 def build_curated_set(
     model_dir: str | Path,
     out: str | Path,
