@@ -1,0 +1,93 @@
+"""SSBPlugin: light import, config keys merged into Axolotl's config with clear validation errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ssb_plugin.args import SSBArgs
+
+
+@pytest.fixture
+def plugin_manager():
+    from axolotl.integrations.base import PluginManager
+
+    PluginManager._instance = None  # process-wide singleton: isolate tests
+    yield PluginManager.get_instance()
+    PluginManager._instance = None
+
+
+def _base_cfg(tiny_model_dir, **kw):
+    from axolotl.utils.dict import DictDefault
+
+    return DictDefault(
+        {
+            "base_model": str(tiny_model_dir),
+            "plugins": ["ssb_plugin.SSBPlugin"],
+            "datasets": [{"path": "/nonexistent/curated", "type": "ssb_plugin.dataset"}],
+            "micro_batch_size": 1,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 1e-4,
+            "sequence_len": 256,
+            "output_dir": "/tmp/unused",
+            **kw,
+        }
+    )
+
+
+def _validate(cfg):
+    from axolotl.utils.config import prepare_plugins, validate_config
+
+    prepare_plugins(cfg)
+    return validate_config(cfg)
+
+
+def test_plugin_module_stays_light():
+    code = "import sys, ssb_plugin.plugin; bad = [m for m in ('ssb_plugin.trainer', 'ssb_plugin.loss', 'ssb_plugin.collator') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_defaults_are_the_paper_settings():
+    a = SSBArgs()
+    assert (a.ssb_temperature, a.ssb_kd_weight, a.ssb_ce_weight) == (2.0, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"ssb_temperature": 0}, "ssb_temperature must be > 0"),
+        ({"ssb_kd_weight": -1}, "ssb_kd_weight must be >= 0"),
+        ({"ssb_kd_weight": 0, "ssb_ce_weight": 0}, "both 0"),
+        ({"ssb_chunk_size": 0}, "ssb_chunk_size"),
+        ({"ssb_topk": 0}, "ssb_topk"),
+    ],
+)
+def test_args_validation_messages(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        SSBArgs(**kw)
+
+
+def test_keys_merge_into_axolotl_config(plugin_manager, tiny_model_dir):
+    cfg = _validate(_base_cfg(tiny_model_dir, ssb_temperature=1.5, ssb_ce_weight=0.1))
+    assert cfg.ssb_temperature == 1.5 and cfg.ssb_ce_weight == 0.1
+    assert cfg.ssb_kd_weight == 1.0 and cfg.ssb_chunk_size == 1024  # defaults survive exclude_none
+    from ssb_plugin.collator import SSBDataCollator
+    from ssb_plugin.trainer import SSBTrainer
+
+    assert plugin_manager.get_trainer_cls(cfg) is SSBTrainer
+    assert plugin_manager.get_collator_cls_and_kwargs(cfg, is_eval=True)[0] is SSBDataCollator
+
+
+def test_bad_values_fail_config_validation(plugin_manager, tiny_model_dir):
+    with pytest.raises(ValueError, match="ssb_temperature must be > 0"):
+        _validate(_base_cfg(tiny_model_dir, ssb_temperature=-2))
+
+
+def test_non_ssb_dataset_is_refused(plugin_manager, tiny_model_dir):
+    cfg = _base_cfg(tiny_model_dir, datasets=[{"path": "x.jsonl", "type": "chat_template"}])
+    with pytest.raises(ValueError, match=r"datasets\[0\] has type 'chat_template'"):
+        _validate(cfg)
