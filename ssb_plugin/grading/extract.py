@@ -84,6 +84,8 @@ def _math_span(rest: str) -> str | None:
     for opener, closer in _MATH_OPENERS:
         if rest.startswith(opener):
             close = rest.find(closer, len(opener))
+            while close > 0 and closer == "$" and rest[close - 1] == "\\":  # \$ is a dollar sign
+                close = rest.find(closer, close + 1)
             if close > len(opener):
                 return rest[len(opener) : close]
             return None

@@ -35,12 +35,16 @@ _UNICODE = {
 }
 _UNICODE_RE = re.compile("|".join(re.escape(k) for k in _UNICODE))
 
-# Commands that only change spacing or size: removed outright.
+# Thousands separators written with a negative thin space: 10,\!080.
+_THIN_THOUSANDS_RE = re.compile(r"(?<=\d),\s*\\!\s*(?=\d{3})")
+# Commands that only change size or kerning: removed outright.
 _DROP_RE = re.compile(
     r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)(?![a-zA-Z])\.?"
-    r"|\\(?:displaystyle|textstyle|limits|nolimits|quad|qquad|hfill|mathstrut|boldsymbol|bm)(?![a-zA-Z])"
-    r"|(?<!\\)\\[!,;:> ]|~|\\phantom\{[^{}]*\}"
+    r"|\\(?:displaystyle|textstyle|limits|nolimits|mathstrut|boldsymbol|bm)(?![a-zA-Z])"
+    r"|(?<!\\)\\[!,]|\\phantom\{[^{}]*\}"
 )
+# Commands that stand for a space.
+_SPACE_CMD_RE = re.compile(r"\\(?:quad|qquad|hfill)(?![a-zA-Z])|(?<!\\)\\[;:> ]|~")
 _RENAME = [
     (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
     (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
@@ -63,8 +67,8 @@ _RENAME = [
     (re.compile(r"\\(?:rbrace)(?![a-zA-Z])"), r"\\}"),
     (re.compile(r"\\(?:lbrack)(?![a-zA-Z])"), "["),
     (re.compile(r"\\(?:rbrack)(?![a-zA-Z])"), "]"),
-    (re.compile(r"\\(?:langle)(?![a-zA-Z])"), r"\\langle "),
-    (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), r"\\rangle "),
+    (re.compile(r"\\(?:langle)(?![a-zA-Z])"), "("),  # a vector <1, 2> is the tuple (1, 2)
+    (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), ")"),
     (re.compile(r"\\(?:dots|ldots|cdots)(?![a-zA-Z])"), r"\\ldots "),
     (re.compile(r"\{,\}"), ""),  # 1{,}000
 ]
@@ -91,6 +95,12 @@ _FIX_FRAC_RE = [
     (re.compile(r"\\sqrt\s*\[\s*(\d+)\s*\]\s*(\d+)"), r"\\sqrt[\1]{\2}"),
 ]
 _THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+# Plain-text maths: sqrt(2), sqrt2, pi.
+_PLAIN_FIX_RE = [
+    (re.compile(r"(?<![a-zA-Z\\])sqrt\s*\(([^()]*)\)"), r"\\sqrt{\1}"),
+    (re.compile(r"(?<![a-zA-Z\\])sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
+    (re.compile(r"(?<![a-zA-Z\\])pi(?![a-zA-Z])"), r"\\pi "),
+]
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _SPACES_RE = re.compile(r"\s+")
 
@@ -138,7 +148,9 @@ def normalize(answer: str) -> str:
     """Canonical spelling of an answer (still LaTeX-ish; single spaces)."""
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer)
     s = _strip_wrappers(s)
-    s = _DROP_RE.sub(" ", s)
+    s = _THIN_THOUSANDS_RE.sub("", s)
+    s = _DROP_RE.sub("", s)
+    s = _SPACE_CMD_RE.sub(" ", s)
     for pat, rep in _RENAME:
         s = pat.sub(rep, s)
     s = _DOLLAR_RE.sub("", s)
@@ -148,7 +160,7 @@ def normalize(answer: str) -> str:
     s = _TEXT_CONNECTOR_RE.sub(", ", s)
     s = _drop_units(s.strip())
     s = _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s)
-    for pat, rep in _FIX_FRAC_RE:
+    for pat, rep in _PLAIN_FIX_RE + _FIX_FRAC_RE:
         s = pat.sub(rep, s)
     s = _SPACES_RE.sub(" ", s).strip()
     s = _strip_wrappers(s)

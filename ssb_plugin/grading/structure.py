@@ -102,8 +102,6 @@ def _outer_pair(s: str) -> tuple[str, str, str] | None:
     """``(open, inner, close)`` when one bracket pair encloses all of ``s``."""
     if s.startswith("\\{") and s.endswith("\\}"):
         o, c, inner = "{", "}", s[2:-2]
-    elif s.startswith("\\langle") and s.endswith("\\rangle"):
-        o, c, inner = "(", ")", s[7:-7]
     elif s and s[0] in "([" and s[-1] in ")]":
         o, c, inner = s[0], s[-1], s[1:-1]
     else:
@@ -184,6 +182,17 @@ def _strip_name(s: str) -> str:
     return s
 
 
+def _items(parts: list[str], depth: int) -> tuple:
+    """Parsed list elements; an element that is itself a list (``a \\pm b``) is spliced in."""
+    out: list[Node] = []
+    for p in parts[:_MAX_ITEMS]:
+        if not p or p == "\\ldots":
+            continue
+        node = parse(p, depth + 1)
+        out.extend(node.items if node.kind == "list" else (node,))
+    return tuple(out)
+
+
 def parse(s: str, depth: int = 0) -> Node:
     """The tree of a normalised answer (see the module docstring for the conventions)."""
     s = s.strip()
@@ -202,10 +211,8 @@ def parse(s: str, depth: int = 0) -> Node:
         return Node("leaf", text=s)
     parts = _split_top(s, ",;")
     if len(parts) > 1:
-        parts = [p for p in parts if p not in ("", "\\ldots")]
-        if len(parts) == 1:
-            return parse(parts[0], depth + 1)
-        return Node("list", items=tuple(parse(p, depth + 1) for p in parts[:_MAX_ITEMS]))
+        items = _items(parts, depth)
+        return items[0] if len(items) == 1 else Node("list", items=items)
     union = _split_top_token(s, "\\cup")
     if len(union) > 1:
         return Node("union", items=tuple(parse(p, depth + 1) for p in union[:_MAX_ITEMS]))
@@ -214,7 +221,7 @@ def parse(s: str, depth: int = 0) -> Node:
         o, inner, c = outer
         items = _split_top(inner, ",;") if inner else []
         if o == "{":
-            return Node("set", items=tuple(parse(p, depth + 1) for p in items[:_MAX_ITEMS] if p))
+            return Node("set", items=_items(items, depth))
         if len(items) > 1:
             return Node("seq", items=tuple(parse(p, depth + 1) for p in items[:_MAX_ITEMS]), open=o, close=c)
         if o == "(" and c == ")":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-from fractions import Fraction
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
@@ -64,6 +63,8 @@ def _numeric(expr) -> complex | None:
 
 
 def _close(a, b) -> bool:
+    if not (a.is_finite and b.is_finite):
+        return bool(a == b)
     diff = abs(a - b)
     scale = max(abs(a), abs(b), sympy.Integer(1))
     return bool(diff <= _REL_TOL * scale)
@@ -83,7 +84,7 @@ def _approx_ok(pred_text: str, p, g) -> bool:
         return False
     decimals = len(m.group(0).split(".")[1])
     try:
-        return bool(abs(p - g) < sympy.Float(Fraction(1, 10**decimals), 30))
+        return bool(abs(p - g) < sympy.Rational(1, 10**decimals))
     except Exception:
         return False
 

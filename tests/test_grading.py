@@ -1,0 +1,303 @@
+"""Grader: extraction, every answer family in both directions, paper protocol, GradeResult."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssb_plugin.grading import GradeResult, extract_answer, grade, is_equivalent, paper_match, warmup
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_worker():
+    # The first symbolic check would otherwise pay the worker's start-up inside its 2 s bound.
+    assert warmup(60)
+
+
+# --- extraction --------------------------------------------------------------------------------------
+
+EXTRACT = [
+    ("so \\boxed{5} and finally \\boxed{7}.", "7"),
+    ("nested $\\boxed{\\frac{1}{\\sqrt{2}}}$", "\\frac{1}{\\sqrt{2}}"),
+    ("sets \\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+    ("\\fbox{12}", "12"),
+    ("thus \\boxed 5 is it", "5"),
+    ("the box $\\boxed {3}$", "3"),
+    ("last complete box wins \\boxed{4} then truncated \\boxed{5", "4"),
+    ("Final Answer: The final answer is $\\frac{2}{3}$. I hope it is correct.", "\\frac{2}{3}"),
+    ("The final answer is 42.", "42"),
+    ("Therefore the answer is 3.5.", "3.5"),
+    ("the answer is: 17", "17"),
+    ("**Answer:** 12", "12"),
+    ("Answer: $x = 2$", "x = 2"),
+    ("Natalia sold 48+24 = 72 clips.\n#### 72", "72"),
+    ("#### 1,234", "1,234"),
+    ("The answer is $\\$18.90$.", "\\$18.90"),
+    ("The final answer is \\boxed{9}. The answer is 8.", "9"),
+]
+
+
+@pytest.mark.parametrize("text,expected", EXTRACT)
+def test_extract(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "I think it's about 5 or 6", "no answer here", "\\boxed{", "\\boxed{}", "\\boxedx 5"],
+)
+def test_extract_none(text):
+    assert extract_answer(text) is None
+
+
+def test_extract_fallback_is_explicit():
+    text = "She had 3 apples, then 5 more, so 8 apples."
+    assert extract_answer(text) is None
+    assert extract_answer(text, fallback=True) == "8"
+    assert extract_answer("total 1,250.", fallback=True) == "1,250"
+    assert extract_answer("\\boxed{2} and 9", fallback=True) == "2"  # a marked answer beats the fallback
+    assert extract_answer("nothing numeric", fallback=True) is None
+
+
+def test_extract_non_string():
+    assert extract_answer(None) is None  # type: ignore[arg-type]
+    assert extract_answer(123) is None  # type: ignore[arg-type]
+
+
+# --- equivalence: every family, both directions ------------------------------------------------------
+
+EQUIVALENT = [
+    # integers: commas, spaces, leading zeros, signs
+    ("1,000", "1000"),
+    ("1\\,000", "1000"),
+    ("10,\\!080", "10080"),
+    ("073", "73"),
+    ("+5", "5"),
+    ("5.0", "5"),
+    # decimals
+    ("0.50", "\\frac{1}{2}"),
+    (".5", "0.5"),
+    ("2.25", "\\frac94"),
+    # fractions in every spelling
+    ("\\dfrac{3}{4}", "\\frac{3}{4}"),
+    ("\\tfrac34", "0.75"),
+    ("3/4", "\\frac{3}{4}"),
+    ("\\frac12", "\\frac{1}{2}"),
+    ("-\\frac{1}{2}", "\\frac{-1}{2}"),
+    ("\\frac{6}{8}", "\\frac{3}{4}"),
+    # mixed numbers (MATH convention: whole + fraction)
+    ("2\\frac{1}{2}", "\\frac{5}{2}"),
+    ("2 1/2", "2.5"),
+    # percents
+    ("25\\%", "25"),
+    ("25", "25\\%"),
+    ("0.25", "25\\%"),
+    ("25 percent", "25\\%"),
+    # degrees
+    ("30^\\circ", "30"),
+    ("30^{\\circ}", "30"),
+    ("30°", "30^\\circ"),
+    ("\\frac{\\pi}{6}", "30^\\circ"),
+    # units and \text{}
+    ("12 \\text{ cm}^2", "12"),
+    ("5 \\text{ inches}", "5"),
+    ("18 dollars", "18"),
+    ("\\text{5}", "5"),
+    # dollars
+    ("\\$18.90", "18.9"),
+    ("$32,\\!348", "32348"),
+    # scientific notation
+    ("1.5 \\times 10^{3}", "1500"),
+    ("1.5e3", "1500"),
+    ("2\\cdot 10^{-2}", "0.02"),
+    # radicals
+    ("2\\sqrt{3}", "\\sqrt{12}"),
+    ("\\sqrt3/2", "\\frac{\\sqrt{3}}{2}"),
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
+    ("sqrt(2)/2", "\\frac{\\sqrt2}{2}"),
+    ("\\sqrt[3]{8}", "2"),
+    # pi
+    ("2\\pi", "2 \\pi"),
+    ("\\frac{\\pi}{2}", "\\pi/2"),
+    ("288 pi", "288\\pi"),
+    # complex numbers
+    ("3+4i", "4i+3"),
+    ("-i", "-1 \\cdot i"),
+    ("\\frac{1+i}{2}", "\\frac12 + \\frac{i}{2}"),
+    # algebraic expressions
+    ("(x+1)^2", "x^2+2x+1"),
+    ("x^2-1", "(x-1)(x+1)"),
+    ("\\frac{x}{2}", "0.5x"),
+    ("2a+b", "b+2a"),
+    ("\\sin^2 x + \\cos^2 x", "1"),
+    # equations vs bare values
+    ("x=3", "3"),
+    ("3", "x = 3"),
+    ("y = 2x+3", "2x+3"),
+    ("f(x) = x^2", "x^2"),
+    ("2x - y + 3 = 0", "y = 2x + 3"),
+    # ordered tuples
+    ("(1, 2)", "\\left( 1, 2 \\right)"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi/2)"),
+    ("(x, y) = (1, 2)", "(1,2)"),
+    ("1, 2", "(1, 2)"),
+    # solution sets / lists (order does not matter)
+    ("2, 1", "1, 2"),
+    ("\\{2, 1\\}", "\\{1, 2\\}"),
+    ("1,-2", "-2, 1"),
+    ("x = 1 \\text{ or } x = 2", "1, 2"),
+    ("1 and 2", "2, 1"),
+    ("1\\pm\\sqrt{5}", "1+\\sqrt5, 1-\\sqrt5"),
+    ("\\{1\\pm\\sqrt{5},-2\\}", "-2, 1+\\sqrt{5}, 1-\\sqrt{5}"),
+    ("\\{3\\}", "3"),
+    # intervals and unions
+    ("(3,4]", "\\left(3, 4\\right]"),
+    ("[-2, 7]", "x \\in [-2,7]"),
+    ("(-\\infty, 0]", "(-\\infty,0]"),
+    ("(0,9) \\cup (9,36)", "(9,36)\\cup(0,9)"),
+    ("(-\\infty, 2) \\cup (3, \\infty)", "(-\\infty,2)\\cup(3,\\infty)"),
+    # inequalities vs intervals
+    ("x > 2", "(2, \\infty)"),
+    ("x \\ge 2", "[2,\\infty)"),
+    ("-1 < x \\le 3", "(-1, 3]"),
+    ("x < -1 \\text{ or } x > 2", "(-\\infty,-1)\\cup(2,\\infty)"),
+    ("2 < x", "(2,\\infty)"),
+    # matrices and vectors
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"),
+    ("\\begin{pmatrix} 1/2 \\\\ 0 \\end{pmatrix}", "\\begin{pmatrix} \\frac{1}{2} \\\\ 0 \\end{pmatrix}"),
+    ("(1, 2, 3)", "\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}"),
+    ("\\langle 1, 2 \\rangle", "(1,2)"),
+    # multiple-choice letters
+    ("C", "\\text{(C)}"),
+    ("(B)", "B"),
+    ("\\textbf{(E)}", "E"),
+    ("(A) 5", "A"),
+    # text answers
+    ("Evelyn", "\\text{Evelyn}"),
+    ("\\text{east}", "East"),
+    ("\\text{even}", "even"),
+    ("ellipse", "\\text{ellipse}"),
+    # unicode
+    ("½", "\\frac12"),
+    ("−3", "-3"),
+    ("2√3", "2\\sqrt{3}"),
+    ("π/2", "\\frac{\\pi}{2}"),
+    # approximations of a non-terminating exact value: 6+ significant digits
+    ("0.333333", "\\frac13"),
+    ("3.14159", "\\pi"),
+    # gold written as a solution
+    ("18", "She makes 9 * 2 = 18 dollars.\n#### 18"),
+    ("7", "so $\\boxed{7}$"),
+]
+
+NOT_EQUIVALENT = [
+    ("1001", "1000"),
+    ("1,000", "100"),
+    ("-5", "5"),
+    ("0.5", "\\frac{1}{3}"),
+    ("\\frac{4}{3}", "\\frac{3}{4}"),
+    ("2\\frac{1}{2}", "1"),
+    ("25", "0.25"),  # without a percent sign on either side they are different numbers
+    ("26\\%", "25\\%"),
+    ("31^\\circ", "30"),
+    ("1.5 \\times 10^{4}", "1500"),
+    ("\\sqrt{3}", "3"),
+    ("2\\sqrt{3}", "\\sqrt{6}"),
+    ("2\\pi", "2"),
+    ("3-4i", "3+4i"),
+    ("x^2+1", "(x+1)^2"),
+    ("2a+b", "2b+a"),
+    ("x=4", "3"),
+    ("y = 2x - 3", "y = 2x + 3"),
+    ("(2, 1)", "(1, 2)"),
+    ("(1, 2, 3)", "(1, 2)"),
+    ("1, 2", "1, 2, 3"),
+    ("1, 3", "1, 2"),
+    ("\\{1, 2\\}", "(1, 2)"),
+    ("[3,4]", "(3,4]"),
+    ("(3,4)", "(3,4]"),
+    ("(0,9)", "(0,9) \\cup (9,36)"),
+    ("(0,10) \\cup (9,36)", "(0,9) \\cup (9,36)"),
+    ("x > 2", "[2,\\infty)"),
+    ("x < 2", "(2,\\infty)"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}"),
+    ("(1, 2)", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
+    ("B", "\\text{(C)}"),
+    ("5", "\\text{(C)}"),
+    ("Evelyn", "\\text{Navin}"),
+    ("odd", "\\text{even}"),
+    ("0.33", "\\frac13"),  # approximations need 6 significant digits
+    ("3.14", "\\pi"),
+    ("1.414", "\\sqrt2"),
+    ("\\frac{1}{3}", "0.33"),  # a rounded gold asks for the rounded value
+    ("\\infty", "2"),
+    ("(\\infty, 2)", "(2, \\infty)"),
+    ("", "5"),
+    ("5", ""),
+]
+
+
+@pytest.mark.parametrize("pred,gold", EQUIVALENT)
+def test_equivalent(pred, gold):
+    assert is_equivalent(pred, gold), (pred, gold)
+
+
+@pytest.mark.parametrize("pred,gold", NOT_EQUIVALENT)
+def test_not_equivalent(pred, gold):
+    assert not is_equivalent(pred, gold), (pred, gold)
+
+
+@pytest.mark.parametrize("pred,gold", [p for p in EQUIVALENT if "####" not in p[1] and "boxed" not in p[1]])
+def test_equivalence_symmetric_where_conventions_are(pred, gold):
+    # Equivalence is symmetric except for the one-way conventions (approximations, gold solutions).
+    if pred.startswith(("0.333333", "3.14159", "(A) 5")):
+        pytest.skip("approximations and choice letters are one-way conventions")
+    assert is_equivalent(gold, pred), (gold, pred)
+
+
+# --- grade() -----------------------------------------------------------------------------------------
+
+
+def test_grade_result_fields():
+    r = grade("We get $\\boxed{\\frac{1}{2}}$.", "0.5")
+    assert r == GradeResult(correct=True, extracted="\\frac{1}{2}", reason="match")
+    r = grade("The answer is 7.", "8")
+    assert (r.correct, r.extracted, r.reason) == (False, "7", "mismatch")
+    r = grade("I am not sure.", "8")
+    assert (r.correct, r.extracted, r.reason) == (False, None, "no_answer")
+    with pytest.raises(AttributeError):
+        r.correct = True  # frozen
+
+
+def test_grade_fallback():
+    assert grade("so she has 8 apples", "8").reason == "no_answer"
+    r = grade("so she has 8 apples", "8", fallback=True)
+    assert r.correct and r.extracted == "8"
+
+
+def test_grade_bad_inputs_never_raise():
+    for output, gold in [(None, "1"), ("\\boxed{1}", None), (b"\\boxed{1}", "1"), ("\\boxed{1}", 1)]:
+        r = grade(output, gold)  # type: ignore[arg-type]
+        assert isinstance(r, GradeResult) and r.reason in {"match", "mismatch", "no_answer", "error"}
+    assert grade("\\boxed{204}", 204).correct  # type: ignore[arg-type] - AIME golds are ints
+
+
+# --- paper protocol ------------------------------------------------------------------------------------
+
+
+def test_paper_match_math500_is_literal():
+    out = "so $\\boxed{\\frac{1}{2}}$"
+    assert paper_match(out, "\\frac{1}{2}", "math500")
+    assert not paper_match(out, "\\dfrac{1}{2}", "math500")
+    assert not paper_match("so $\\boxed{0.5}$", "\\frac{1}{2}", "math500")
+    assert not paper_match("the answer is \\frac{1}{2}", "\\frac{1}{2}", "math500")
+
+
+def test_paper_match_aime_is_substring():
+    assert paper_match("I think 1204 is it", "204", "aime")  # the published protocol's false positive
+    assert paper_match("\\boxed{204}", 204, "aime")  # type: ignore[arg-type]
+    assert not paper_match("\\boxed{205}", "204", "aime")
+
+
+def test_paper_match_rejects_unknown_protocol():
+    with pytest.raises(ValueError, match="protocol"):
+        paper_match("x", "1", "gsm8k")
