@@ -89,9 +89,9 @@ def grade(output: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT, fallback:
     return GradeResult(eq, extracted, reason)
 
 
-def warmup(timeout: float = 60.0) -> bool:
-    """Start a worker now (a fresh worker needs about a second to import sympy)."""
+def warmup(timeout: float = 60.0, workers: int = 1) -> bool:
+    """Start ``workers`` workers now and wait for them (a fresh one needs about a second)."""
     try:
-        return get_pool().warmup(timeout)
+        return get_pool().warmup(timeout, workers)
     except Exception:
         return False

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     jobs = max(1, min(args.jobs, len(rows) or 1))
     pool.resize(jobs)
-    api.warmup()
+    api.warmup(workers=jobs)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

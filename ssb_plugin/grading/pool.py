@@ -171,16 +171,33 @@ class WorkerPool:
             self._idle.append(worker)
             self._cond.notify()
 
-    def warmup(self, timeout: float = 60.0) -> bool:
+    def warmup(self, timeout: float = 60.0, count: int = 1) -> bool:
+        """Start up to ``count`` workers (at most the pool size) and wait until they are ready."""
         deadline = time.monotonic() + timeout
-        worker = self._acquire(deadline)
-        if worker is None:
-            return False
-        ok = False
+        with self._cond:
+            missing = max(0, min(count, self.size) - self._count)
+            self._count += missing
+            # Idle workers still starting are taken out while we wait, so no borrower reads their pipe.
+            mine = [w for w in self._idle if not w.ready]
+            self._idle = [w for w in self._idle if w.ready]
+        started = 0
         try:
-            ok = worker.wait_ready(deadline)
+            for _ in range(missing):
+                mine.append(_Worker())
+                started += 1
         finally:
-            self._release(worker, True)
+            if started < missing:
+                with self._cond:
+                    self._count -= missing - started
+        ok = True
+        for w in mine:
+            try:
+                ok = w.wait_ready(deadline) and ok
+            except WorkerError:
+                ok = False  # a dead worker is replaced when it is next borrowed
+        with self._cond:
+            self._idle.extend(mine)
+            self._cond.notify_all()
         return ok
 
     def close(self) -> None:

@@ -125,6 +125,12 @@ def _exprs_equal(a, b, pred_text: str) -> bool:
     if a.count_ops() > _MAX_EXPR_OPS or b.count_ops() > _MAX_EXPR_OPS:
         return False
     if not a.free_symbols and not b.free_symbols:
+        try:
+            diff = a - b  # sympy cancels like terms: 10^{10^{10}} + 1 - 10^{10^{10}} is exactly 1
+            if diff.is_Rational:
+                return bool(diff == 0)
+        except Exception:
+            pass
         va, vb = _numeric(a), _numeric(b)
         if va is None or vb is None:
             return False
