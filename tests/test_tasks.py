@@ -247,3 +247,28 @@ def test_avg_at_k(utils):
         "pass_at_k": 0.0,
         "paper_avg_at_k": 0.0,
     }
+
+
+def test_hub_is_the_default_source(utils, monkeypatch):
+    """Without SSB_DATA_DIR every task asks `datasets` for its usual hub id and split."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"problem": "p", "answer": "1"}])
+
+    monkeypatch.delenv("SSB_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    for name in GREEDY:
+        kwargs = task_configs()[name]["dataset_kwargs"]
+        # lm-eval passes the metadata (and, on 0.4.13, the model arguments) along.
+        docs = utils.load_docs(**kwargs, version=1.0, pretrained="m")
+        assert list(docs) == ["test"]
+    assert calls == [
+        ("HuggingFaceH4/MATH-500", None, "test"),
+        ("Maxwell-Jia/AIME_2024", None, "train"),
+        ("math-ai/aime25", None, "test"),
+        ("openai/gsm8k", "main", "test"),
+    ]
