@@ -59,7 +59,10 @@ def _differs(a: str, b: str) -> bool:
     va, vb = _sympy_value(a), _sympy_value(b)
     if va is None or vb is None:
         return True  # structural change (tuples, intervals, text): different by construction
-    return abs(va - vb) > 1e-9 * max(1.0, abs(vb))
+    try:
+        return abs(va - vb) > 1e-9 * max(1.0, abs(vb))
+    except OverflowError:
+        return True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -67,7 +70,7 @@ def _differs(a: str, b: str) -> bool:
 
 _INT = re.compile(r"^-?\d+$")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
-_TOP_COMMA = re.compile(r",(?![^()\[\]{}]*[)\]}])")
+_TOP_COMMA = re.compile(r"(?<!\\),(?![^()\[\]{}]*[)\]}])")
 
 
 _THOUSANDS = re.compile(r"^\\?\$?\d{1,3}(?:,(?:\\!)?\s?\d{3})+$")

@@ -33,6 +33,11 @@ EXTRACT = [
     ("#### 1,234", "1,234"),
     ("The answer is $\\$18.90$.", "\\$18.90"),
     ("The final answer is \\boxed{9}. The answer is 8.", "9"),
+    ("My answer is 12.", "12"),
+    # boxes side by side are one answer
+    ("the roots are $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
+    ("\\boxed{5} \\text{ or } \\boxed{6}", "5, 6"),
+    ("first \\boxed{3}. Then much more reasoning follows here. Final \\boxed{4}", "4"),
 ]
 
 
@@ -181,9 +186,26 @@ EQUIVALENT = [
     ("−3", "-3"),
     ("2√3", "2\\sqrt{3}"),
     ("π/2", "\\frac{\\pi}{2}"),
-    # approximations of a non-terminating exact value: 6+ significant digits
+    # approximations of a non-terminating exact value: 6+ decimal places, rounded or truncated
     ("0.333333", "\\frac13"),
-    ("3.14159", "\\pi"),
+    ("0.6666667", "\\frac23"),
+    ("3.141592", "\\pi"),
+    # plain-text a/b is one fraction
+    ("2/3 sqrt(3)", "\\frac{2\\sqrt3}{3}"),
+    ("1/2 x", "\\frac{x}{2}"),
+    # plain-text maths
+    ("log(2)", "\\log 2"),
+    ("sin(x)^2 + cos(x)^2", "1"),
+    ("x**2 + 1", "x^2+1"),
+    ("exp(2)", "e^2"),
+    ("arctan(1)", "\\frac{\\pi}{4}"),
+    # repeating decimals, empty set, inverse-function names, vectors in any brackets
+    ("0.\\overline{3}", "\\frac13"),
+    ("0.1\\overline{6}", "\\frac16"),
+    ("\\emptyset", "\\{\\}"),
+    ("f^{-1}(x) = 2x+1", "1+2x"),
+    ("[1, 2]", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    ("(c)", "\\text{(C)}"),
     # gold written as a solution
     ("18", "She makes 9 * 2 = 18 dollars.\n#### 18"),
     ("7", "so $\\boxed{7}$"),
@@ -225,11 +247,15 @@ NOT_EQUIVALENT = [
     ("5", "\\text{(C)}"),
     ("Evelyn", "\\text{Navin}"),
     ("odd", "\\text{even}"),
-    ("0.33", "\\frac13"),  # approximations need 6 significant digits
+    ("0.33", "\\frac13"),  # approximations need 6 decimal places
     ("3.14", "\\pi"),
+    ("3.14159", "\\pi"),
+    ("6366.20", "\\frac{20000}{\\pi}"),
     ("1.414", "\\sqrt2"),
     ("\\frac{1}{3}", "0.33"),  # a rounded gold asks for the rounded value
     ("\\infty", "2"),
+    ("0.\\overline{3}", "0.3"),
+    ("\\log 2", "\\ln 2"),
     ("(\\infty, 2)", "(2, \\infty)"),
     ("", "5"),
     ("5", ""),
@@ -249,7 +275,7 @@ def test_not_equivalent(pred, gold):
 @pytest.mark.parametrize("pred,gold", [p for p in EQUIVALENT if "####" not in p[1] and "boxed" not in p[1]])
 def test_equivalence_symmetric_where_conventions_are(pred, gold):
     # Equivalence is symmetric except for the one-way conventions (approximations, gold solutions).
-    if pred.startswith(("0.333333", "3.14159", "(A) 5")):
+    if pred.startswith(("0.333333", "0.6666667", "3.141592", "(A) 5", "(c)")):
         pytest.skip("approximations and choice letters are one-way conventions")
     assert is_equivalent(gold, pred), (gold, pred)
 

@@ -14,11 +14,14 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # How many trailing box candidates to try when the last ones are unbalanced (truncated output):
 # bounds the work at O(_MAX_BOX_TRIES * len(text)).
 _MAX_BOX_TRIES = 8
+# Boxes separated only by this are one answer written as several boxes.
+_JOIN_GAP_RE = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)\s*\})[\s$]*\Z")
+_MAX_JOINED_BOXES = 10
 # An answer longer than this is not an answer (and would only slow the equivalence check).
 MAX_ANSWER_CHARS = 10_000
 
 _PHRASE_RE = re.compile(
-    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*:|####)[ \t]*:?",
+    r"(?:final\s+answer\s*(?:is|:)|\banswer\s+is|\banswer\s*:|####)[ \t]*:?",
     re.IGNORECASE,
 )
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -65,18 +68,50 @@ def _box_argument(text: str, cmd_end: int) -> str | None:
     return text[i:j] if j > i else None
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed``/``\\fbox`` in ``text``."""
-    end = len(text)
+def _last_box_span(text: str, end: int) -> tuple[int, str] | None:
+    """``(start, content)`` of the last complete box command starting before ``end``."""
     for _ in range(_MAX_BOX_TRIES):
         pos, cmd = max((text.rfind(c, 0, end), c) for c in _BOX_COMMANDS)
         if pos < 0:
             return None
         arg = _box_argument(text, pos + len(cmd))
         if arg is not None and arg.strip():
-            return arg.strip()
+            return pos, arg.strip()
         end = pos
     return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed``/``\\fbox`` in ``text``.
+
+    Boxes written side by side as one answer (``\\boxed{1}, \\boxed{2}`` or ``\\boxed{1} and
+    \\boxed{2}``) are joined into the list ``1, 2``.
+    """
+    found = _last_box_span(text, len(text))
+    if found is None:
+        return None
+    start, content = found
+    parts = [content]
+    for _ in range(_MAX_JOINED_BOXES):
+        prev = _last_box_span(text, start)
+        if prev is None:
+            break
+        gap_start = _box_end(text, prev[0])
+        if gap_start is None or not _JOIN_GAP_RE.match(text, gap_start, start):
+            break
+        start = prev[0]
+        if prev[1] != parts[0]:
+            parts.insert(0, prev[1])
+    return ", ".join(parts)
+
+
+def _box_end(text: str, box_start: int) -> int | None:
+    """Index just past the box command starting at ``box_start`` (braced form only)."""
+    brace = text.find("{", box_start)
+    if brace < 0 or brace - box_start > 8:
+        return None
+    close = _balanced_group(text, brace)
+    return None if close is None else close + 1
 
 
 def _math_span(rest: str) -> str | None:

@@ -5,8 +5,8 @@ with capped exponents). What it cannot decide it hands on by raising ``NeedSymbo
 
 Conventions (documented in docs/grading.md):
 - numbers compare by exact value (``0.5 == \\frac12 == 1/2``; ``2\\frac{1}{2}`` is the mixed number);
-- a decimal stands for a non-terminating value (``1/3``, ``\\pi``) only with >= 6 significant
-  digits that agree with it (MATH golds are exact; ``0.33`` is not ``\\frac13``);
+- a decimal stands for a non-terminating value (``1/3``, ``\\pi``) only with >= 6 decimal places
+  that agree with it, rounded or truncated (MATH golds are exact; ``0.33`` is not ``\\frac13``);
 - ``%`` may be dropped (``25\\%`` == ``25``) or applied (``25\\%`` == ``0.25``) when one side has it;
 - ``°`` may be dropped (``30^\\circ`` == ``30``); radians are checked by the symbolic path.
 """
@@ -17,13 +17,13 @@ import re
 from fractions import Fraction
 
 from .normalize import compact
-from .numeric import is_decimal_spelling, parse_number, significant_digits
+from .numeric import is_decimal_spelling, parse_number
 from .structure import NeedSymbolic
 
-APPROX_MIN_DIGITS = 6
+APPROX_MIN_DECIMALS = 6
 
 _CHOICE_RE = re.compile(r"^\(?([A-J])\)?$")
-_CHOICE_PRED_RE = re.compile(r"^\(?([A-J])\)(?:\s|$)|^([A-J])$|^([A-J])[.:]\s")
+_CHOICE_PRED_RE = re.compile(r"^\(?([A-Ja-j])\)(?:\s|$)|^([A-Ja-j])$|^([A-J])[.:]\s")
 _LATEX_CMD_RE = re.compile(r"\\[a-zA-Z]+")
 _WORD_RE = re.compile(r"[a-zA-Z]{3,}")
 _MATH_NAMES = frozenset(
@@ -58,9 +58,9 @@ def approx_ok(pred_text: str, pred: Fraction, gold_text: str, gold: Fraction) ->
     """A decimal ``pred`` standing for a gold whose exact value has no short decimal form."""
     if not is_decimal_spelling(pred_text) or is_decimal_spelling(gold_text) or _terminates(gold):
         return False
-    if significant_digits(pred_text) < APPROX_MIN_DIGITS:
-        return False
     decimals = len(pred_text.split(".")[1]) if "." in pred_text else 0
+    if decimals < APPROX_MIN_DECIMALS or "e" in pred_text.lower():
+        return False
     return abs(pred - gold) < Fraction(1, 10**decimals)
 
 
@@ -87,7 +87,7 @@ def choice_letter(s: str) -> str | None:
     m = _CHOICE_PRED_RE.match(s.strip())
     if m is None:
         return None
-    return next(g for g in m.groups() if g)
+    return next(g for g in m.groups() if g).upper()
 
 
 def fast_leaf_equal(pred: str, gold: str) -> bool:

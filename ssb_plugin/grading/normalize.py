@@ -71,6 +71,7 @@ _RENAME = [
     (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), ")"),
     (re.compile(r"\\(?:dots|ldots|cdots)(?![a-zA-Z])"), r"\\ldots "),
     (re.compile(r"\{,\}"), ""),  # 1{,}000
+    (re.compile(r"\\(?:emptyset|varnothing)(?![a-zA-Z])|\\\{\s*\\\}"), r"\\{\\}"),
 ]
 _PERCENT_RE = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\\text\{\s*percent\s*\}|\bpercent\b)")
 _DEGREE_RE = re.compile(
@@ -94,12 +95,18 @@ _FIX_FRAC_RE = [
     (re.compile(r"\\sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
     (re.compile(r"\\sqrt\s*\[\s*(\d+)\s*\]\s*(\d+)"), r"\\sqrt[\1]{\2}"),
 ]
+# Plain a/b between integers is one fraction: "2/3 sqrt(3)" is (2/3)*sqrt(3), "1/2 x" is x/2.
+_SLASH_FRAC_RE = re.compile(r"(?<![\w.}^_])(\d+)\s*/\s*(\d+)(?![\d.^])")
 _THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 # Plain-text maths: sqrt(2), sqrt2, pi.
 _PLAIN_FIX_RE = [
     (re.compile(r"(?<![a-zA-Z\\])sqrt\s*\(([^()]*)\)"), r"\\sqrt{\1}"),
     (re.compile(r"(?<![a-zA-Z\\])sqrt\s*(\d+|[a-zA-Z])"), r"\\sqrt{\1}"),
     (re.compile(r"(?<![a-zA-Z\\])pi(?![a-zA-Z])"), r"\\pi "),
+    (
+        re.compile(r"(?<![a-zA-Z\\])(arcsin|arccos|arctan|sin|cos|tan|cot|sec|csc|log|ln|exp)(?=\s*\()"),
+        r"\\\1",
+    ),
 ]
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _SPACES_RE = re.compile(r"\s+")
@@ -162,6 +169,7 @@ def normalize(answer: str) -> str:
     s = _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s)
     for pat, rep in _PLAIN_FIX_RE + _FIX_FRAC_RE:
         s = pat.sub(rep, s)
+    s = _SLASH_FRAC_RE.sub(r"\\frac{\1}{\2}", s)
     s = _SPACES_RE.sub(" ", s).strip()
     s = _strip_wrappers(s)
     s = _drop_word_units(s)

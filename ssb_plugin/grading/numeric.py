@@ -20,6 +20,7 @@ _SCI_RE = re.compile(
 _POW10_RE = re.compile(r"^([-+]?)10\s*\^\s*(?:\{\s*([-+]?\d+)\s*\}|([-+]?\d))$")
 _FRAC_RE = re.compile(rf"^([-+]?)\s*\\frac\s*\{{\s*([-+]?{_DEC})\s*\}}\s*\{{\s*([-+]?{_DEC})\s*\}}$")
 _SLASH_RE = re.compile(rf"^([-+]?{_DEC})\s*/\s*([-+]?{_DEC})$")
+_REPEATING_RE = re.compile(r"^([-+]?)(\d*)\.(\d*)\\overline\{(\d+)\}$")
 _MIXED_RE = re.compile(r"^([-+]?)(\d+)\s*(?:\\frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}|\s(\d+)\s*/\s*(\d+))$")
 
 
@@ -60,6 +61,13 @@ def parse_number(s: str) -> Fraction | None:
     if m:
         num, den = _dec(m.group(1)), _dec(m.group(2))
         return None if den == 0 else num / den
+    m = _REPEATING_RE.match(s)
+    if m:
+        # 0.1\overline{6} = 0.1666...: fixed part plus the repeating block over 9...9 shifted.
+        sign, whole, fixed, rep = m.groups()
+        v = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+        v += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+        return -v if sign == "-" else v
     m = _MIXED_RE.match(s)
     if m:
         # Mixed number (MATH convention): 2\frac{1}{2} and "2 1/2" mean 2 + 1/2, when the fraction is proper.
@@ -75,12 +83,3 @@ def parse_number(s: str) -> Fraction | None:
 def is_decimal_spelling(s: str) -> bool:
     """True when ``s`` is written as a decimal (has a decimal point or an exponent): an approximation."""
     return bool(_SCI_RE.match(s.strip())) and any(c in s for c in ".eE")
-
-
-def significant_digits(s: str) -> int:
-    """Significant digits of a decimal spelling (leading zeros excluded)."""
-    m = _SCI_RE.match(s.strip())
-    if not m:
-        return 0
-    digits = m.group(1).lstrip("+-").replace(".", "").lstrip("0")
-    return len(digits)

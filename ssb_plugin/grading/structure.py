@@ -44,7 +44,8 @@ LeafEq = Callable[[str, str], bool]
 
 _VAR = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]+\}?)?'*"
 _VAR_RE = re.compile(rf"^{_VAR}$")
-_FUNC_RE = re.compile(rf"^{_VAR}\(\s*{_VAR}\s*\)$")  # f(x) = ... names a value too
+# f(x) = ..., f^{-1}(x) = ..., g(x, y) = ... name a value too
+_FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\(\s*{_VAR}(?:\s*,\s*{_VAR})*\s*\)$")
 _VARTUPLE_RE = re.compile(rf"^\(\s*{_VAR}(?:\s*,\s*{_VAR})+\s*\)$")
 _IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
 _MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
@@ -206,7 +207,9 @@ def parse(s: str, depth: int = 0) -> Node:
         if cells and all(len(r) == len(cells[0]) for r in cells):
             if len(cells) == 1 or len(cells[0]) == 1:  # a vector: the tuple of its entries
                 flat = tuple(c for r in cells for c in r)
-                return Node("seq", items=flat, open="(", close=")") if len(flat) > 1 else flat[0]
+                return (
+                    Node("seq", text="vector", items=flat, open="(", close=")") if len(flat) > 1 else flat[0]
+                )
             return Node("matrix", items=cells)
         return Node("leaf", text=s)
     parts = _split_top(s, ",;")
@@ -274,6 +277,8 @@ def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
         return False
     unordered = ("set", "list", "union")
     if p.kind == "seq" and g.kind == "seq":
+        if "vector" in (p.text, g.text):
+            return _ordered(p.items, g.items, leaf_eq)  # a column vector has no interval brackets
         if (p.open, p.close) != (g.open, g.close):
             # An infinite endpoint is always open: (-\infty, 2] equals [-\infty, 2]? No; but some
             # writers put "]" next to \infty; accept the bracket next to an infinity either way.

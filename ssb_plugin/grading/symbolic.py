@@ -23,7 +23,7 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
-from .leaves import APPROX_MIN_DIGITS, fast_leaf_equal, split_marker
+from .leaves import APPROX_MIN_DECIMALS, fast_leaf_equal, split_marker
 from .structure import NeedSymbolic
 
 _NORM = NormalizationConfig(
@@ -32,6 +32,9 @@ _NORM = NormalizationConfig(
 _CONV = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
 _PLAIN_RE = re.compile(r"^[0-9a-zA-Z_+\-*/^().\s]+$")
+_PLAIN_FUNC_RE = re.compile(
+    r"\b(?:sqrt|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|log|ln|exp|abs)\s*\(|\*\*"
+)
 _FLOAT_DIGITS_RE = re.compile(r"\d*\.\d+|\d+\.\d*")
 _I = sympy.Symbol("i")
 _REL_TOL = sympy.Float("1e-12")
@@ -39,14 +42,35 @@ _PROBES = 5
 _MAX_EXPR_OPS = 400
 
 
+def _parse_plain(text: str):
+    # log without a base is base 10, as latex2sympy reads \\log; ln is natural.
+    local = {
+        "e": sympy.E,
+        "i": sympy.I,
+        "pi": sympy.pi,
+        "ln": sympy.log,
+        "arcsin": sympy.asin,
+        "arccos": sympy.acos,
+        "arctan": sympy.atan,
+        "log": lambda a, b=10: sympy.log(a, b),
+    }
+    return parse_expr(text, local_dict=local, transformations=_TRANSFORMS, evaluate=False)
+
+
 def to_sympy(text: str):
     """sympy value of a LaTeX (or plain) scalar answer; raises on failure."""
+    if _PLAIN_RE.match(text) and "**" in text:
+        # Python-style powers (x**2): not LaTeX at all.
+        try:
+            return _parse_plain(text)
+        except Exception:
+            pass
     try:
         value = latex2sympy(text, normalization_config=_NORM, conversion_config=_CONV)
     except Exception:
         if not _PLAIN_RE.match(text):
             raise
-        value = parse_expr(text, transformations=_TRANSFORMS, evaluate=False)
+        value = _parse_plain(text)
     if isinstance(value, sympy.Basic) and _I in value.free_symbols:
         value = value.subs(_I, sympy.I)  # MATH writes the imaginary unit as i
     return value
@@ -75,14 +99,13 @@ def _has_float(expr) -> bool:
 
 
 def _approx_ok(pred_text: str, p, g) -> bool:
-    """A decimal approximation of an exact irrational gold: >= 6 significant digits that agree."""
+    """A decimal approximation of an exact irrational gold: >= 6 decimal places that agree."""
     m = _FLOAT_DIGITS_RE.search(pred_text)
     if m is None or _FLOAT_DIGITS_RE.search(pred_text[m.end() :]):
         return False
-    digits = m.group(0).replace(".", "").lstrip("0")
-    if len(digits) < APPROX_MIN_DIGITS:
-        return False
     decimals = len(m.group(0).split(".")[1])
+    if decimals < APPROX_MIN_DECIMALS:
+        return False
     try:
         return bool(abs(p - g) < sympy.Rational(1, 10**decimals))
     except Exception:
