@@ -194,7 +194,7 @@ def test_vllm_tiny(tiny_model_dir, shared_data, repo_root, tmp_path):
             f"pretrained={tiny_model_dir},dtype=float32,max_model_len=2048,"
             "gpu_memory_utilization=0.2,enforce_eager=True",
             "--include_path", "tasks",
-            "--tasks", "aime24,ssb_math500",
+            "--tasks", "ssb_math",  # the group: aime24, aime25, ssb_math500
             "--limit", "2",
             "--batch_size", "auto",
             "--gen_kwargs", "max_gen_toks=8",
@@ -204,7 +204,45 @@ def test_vllm_tiny(tiny_model_dir, shared_data, repo_root, tmp_path):
         out=tmp_path / "out",
         env=env,
     )  # fmt: skip
-    assert_our_tasks(results, ["aime24", "ssb_math500"])
-    assert all(len(samples[n]) == 2 for n in ("aime24", "ssb_math500"))
+    assert_our_tasks(results, ["aime24", "aime25", "ssb_math500"])
+    assert {"exact_match,none", "paper_match,none"} <= set(results["groups"]["ssb_math"])
+    assert all(len(samples[n]) == 2 for n in ("aime24", "aime25", "ssb_math500"))
     assert_student_prompt(samples["aime24"], tiny_model_dir)
     assert_scores_equal_ssb_grade(samples, tmp_path)
+
+
+@pytest.mark.slow
+def test_installed_wheel_ships_the_tasks(repo_root, shared_data, tmp_path):
+    """`pip install ssb-plugin` users have no checkout: the wheel carries the tasks and ssb-tasks finds them."""
+    import shutil
+
+    # Build from a copy: a build in the checkout would write build/ and egg-info into the shared tree.
+    src, wheels, site = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"
+    shutil.copytree(
+        repo_root / "ssb_plugin", src / "ssb_plugin", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(wheels)]
+    subprocess.run(build, check=True, cwd=tmp_path, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("ssb_plugin-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, timeout=300)
+    installed = site / "ssb_plugin" / "tasks"
+    assert {p.name for p in installed.glob("*.yaml")} == {p.name for p in TASKS_DIR.glob("*.yaml")}
+    # The installed copy shadows the checkout; lm-eval loads our aime24 from it, from any directory.
+    code = (
+        "import sys; from ssb_plugin.tasks import include_path; print(include_path());"
+        "from lm_eval.tasks import TaskManager, get_task_dict;"
+        "t = get_task_dict(['aime24'], TaskManager(include_path=include_path()))['aime24'];"
+        "print(len(t.eval_docs), t.config.metadata['source'], sys.modules['ssb_plugin'].__file__)"
+    )
+    env = {**_env(shared_data), "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == str(installed)
+    count, source, module_file = lines[-1].split()
+    assert (count, source) == ("30", "ssb-plugin") and module_file.startswith(str(site))
