@@ -126,6 +126,7 @@ def lora_adapter(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, shared_data, tmp_path):
+    pytest.importorskip("accelerate")  # lm-eval's hf backend; absent from the vLLM venv
     # From an unrelated directory, with the include path printed by the console script.
     include = subprocess.run(
         [str(BIN / "ssb-tasks")], capture_output=True, text=True, check=True
@@ -159,6 +160,7 @@ def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, shar
 
 @pytest.mark.slow
 def test_hf_smollm2_from_repo_root(smollm2_dir, shared_data, repo_root, tmp_path):
+    pytest.importorskip("accelerate")  # lm-eval's hf backend; absent from the vLLM venv
     # The README command: `--include_path tasks` from the repository root.
     results, samples = run_lm_eval(
         [
