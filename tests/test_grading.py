@@ -37,6 +37,8 @@ EXTRACT = [
     # boxes side by side are one answer
     ("the roots are $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
     ("\\boxed{5} \\text{ or } \\boxed{6}", "5, 6"),
+    ("$\\boxed{1}\\boxed{2}$", "1, 2"),
+    ("Final Answer: The largest $n$ is 34.", "34"),
     ("first \\boxed{3}. Then much more reasoning follows here. Final \\boxed{4}", "4"),
 ]
 
@@ -97,6 +99,7 @@ EQUIVALENT = [
     ("25", "25\\%"),
     ("0.25", "25\\%"),
     ("25 percent", "25\\%"),
+    ("28 pct", "28\\%"),
     # degrees
     ("30^\\circ", "30"),
     ("30^{\\circ}", "30"),
@@ -140,6 +143,11 @@ EQUIVALENT = [
     ("y = 2x+3", "2x+3"),
     ("f(x) = x^2", "x^2"),
     ("2x - y + 3 = 0", "y = 2x + 3"),
+    ("34x+45y-20z+100=0", "-34x-45y+20z-100=0"),
+    ("x^2/4 + y^2/3 = 1", "x^2/16 + y^2/12 = 1/4"),
+    ("x = 2 + 3 = 5", "5"),
+    ("x \\approx 11", "11"),
+    ("\\frac{1}{3} \\approx 0.33", "\\frac13"),
     # ordered tuples
     ("(1, 2)", "\\left( 1, 2 \\right)"),
     ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\pi/2)"),
@@ -166,11 +174,18 @@ EQUIVALENT = [
     ("-1 < x \\le 3", "(-1, 3]"),
     ("x < -1 \\text{ or } x > 2", "(-\\infty,-1)\\cup(2,\\infty)"),
     ("2 < x", "(2,\\infty)"),
+    ("-x > -1", "x < 1"),
+    ("x != 3", "x \\neq 3"),
+    ("5 \\ge x", "x \\le 5"),
     # matrices and vectors
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"),
     ("\\begin{pmatrix} 1/2 \\\\ 0 \\end{pmatrix}", "\\begin{pmatrix} \\frac{1}{2} \\\\ 0 \\end{pmatrix}"),
     ("(1, 2, 3)", "\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}"),
     ("\\langle 1, 2 \\rangle", "(1,2)"),
+    (
+        "\\left[\\begin{array}{cc}1 & 2 \\\\ 3 & 4\\end{array}\\right]",
+        "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+    ),
     # multiple-choice letters
     ("C", "\\text{(C)}"),
     ("(B)", "B"),
@@ -241,6 +256,10 @@ NOT_EQUIVALENT = [
     ("(0,10) \\cup (9,36)", "(0,9) \\cup (9,36)"),
     ("x > 2", "[2,\\infty)"),
     ("x < 2", "(2,\\infty)"),
+    ("x > -1", "x < 1"),
+    ("x \\ge 5", "x \\le 5"),
+    ("2x + z = 1", "1"),  # a left side that is not a name is part of the answer
+    ("1, 2, 3, \\ldots", "1, 2, 3"),
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}"),
     ("(1, 2)", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
     ("B", "\\text{(C)}"),

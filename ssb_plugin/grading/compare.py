@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from .normalize import compact, normalize
 from .structure import LeafEq, compare, parse
+
+_RELATION_RE = re.compile(r"\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|\\ne(?![a-zA-Z])|<|>|=")
 
 
 def compare_answers(pred: str, gold: str, leaf_eq: LeafEq) -> bool:
@@ -12,10 +16,14 @@ def compare_answers(pred: str, gold: str, leaf_eq: LeafEq) -> bool:
         return False
     if compact(p) == compact(g):
         return True
-    if _is_equation(p) and _is_equation(g) and leaf_eq(p, g):
-        return True  # two equations: compare them whole before reading "y = ..." as a value
-    return compare(parse(p), parse(g), leaf_eq)
+    if compare(parse(p), parse(g), leaf_eq):
+        return True
+    # Two relations the tree did not match ("y = ..." read as a value, "x < 1" as an interval) are
+    # compared whole: 2x - y + 3 = 0 vs y = 2x + 3, -x > -1 vs x < 1.
+    return _is_relation(p) and _is_relation(g) and leaf_eq(p, g)
 
 
-def _is_equation(s: str) -> bool:
-    return s.count("=") == 1 and "," not in s and "\\le" not in s and "\\ge" not in s
+def _is_relation(s: str) -> bool:
+    if "," in s or "\\cup" in s or "\\in" in s:
+        return False
+    return len(_RELATION_RE.findall(s)) == 1

@@ -15,7 +15,7 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # bounds the work at O(_MAX_BOX_TRIES * len(text)).
 _MAX_BOX_TRIES = 8
 # Boxes separated only by this are one answer written as several boxes.
-_JOIN_GAP_RE = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)\s*\})[\s$]*\Z")
+_JOIN_GAP_RE = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)\s*\})?[\s$]*\Z")
 _MAX_JOINED_BOXES = 10
 # An answer longer than this is not an answer (and would only slow the equivalence check).
 MAX_ANSWER_CHARS = 10_000
@@ -144,6 +144,9 @@ def _phrase_answer(rest: str) -> str | None:
         ans = line if stop < 0 else line[:stop]
     ans = ans.strip().strip("*").strip()
     ans = ans.rstrip(".").rstrip()
+    # "The largest $n$ is 34": in a sentence, the answer is what follows the last " is ".
+    if math is None and " is " in ans:
+        ans = ans.rsplit(" is ", 1)[1].strip()
     if len(ans) >= 2 and ans[0] == "$" and ans[-1] == "$":
         ans = ans.strip("$").strip()
     return ans or None

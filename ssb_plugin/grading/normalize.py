@@ -54,6 +54,7 @@ _RENAME = [
     (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
     (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
     (re.compile(r"<="), r"\\le "),
+    (re.compile(r"!="), r"\\ne "),
     (re.compile(r">="), r"\\ge "),
     (
         re.compile(
@@ -73,7 +74,9 @@ _RENAME = [
     (re.compile(r"\{,\}"), ""),  # 1{,}000
     (re.compile(r"\\(?:emptyset|varnothing)(?![a-zA-Z])|\\\{\s*\\\}"), r"\\{\\}"),
 ]
-_PERCENT_RE = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\\text\{\s*percent\s*\}|\bpercent\b)")
+_PERCENT_RE = re.compile(
+    r"\s*(?:\\%|%|\\text\{\s*(?:\\?%|percent|percentage|pct)\s*\}|\b(?:percent|percentage|pct)\b)"
+)
 _DEGREE_RE = re.compile(
     r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])|°"
     r"|\\text\{\s*degrees?\s*\}|\bdegrees?\b)"
@@ -110,6 +113,12 @@ _PLAIN_FIX_RE = [
 ]
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _SPACES_RE = re.compile(r"\s+")
+
+
+# A matrix environment inside brackets: [\begin{array}{cc}...\end{array}] is just the matrix.
+_BRACKETED_MATRIX_RE = re.compile(
+    r"^[\[(]\s*(\\begin\{([a-zA-Z]*matrix|array)\}.*\\end\{\2\})\s*[\])]$", re.DOTALL
+)
 
 
 def _strip_wrappers(s: str) -> str:
@@ -173,6 +182,9 @@ def normalize(answer: str) -> str:
     s = _SPACES_RE.sub(" ", s).strip()
     s = _strip_wrappers(s)
     s = _drop_word_units(s)
+    m = _BRACKETED_MATRIX_RE.match(s)
+    if m:
+        s = m.group(1)
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "")
     elif _SPACE_THOUSANDS_RE.match(s):

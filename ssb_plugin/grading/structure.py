@@ -170,16 +170,23 @@ def _inequality(s: str) -> Node | None:
     return _interval(hi, closed(kinds[1]), lo, closed(kinds[0]))
 
 
+def _is_name(p: str) -> bool:
+    return bool(_VAR_RE.match(p) or _FUNC_RE.match(p) or _VARTUPLE_RE.match(p))
+
+
 def _strip_name(s: str) -> str:
-    """Drop a left-hand side that only names the answer: ``x = 3``, ``(x, y) = (1, 2)``, ``x \\in S``."""
+    """The value an answer states: ``x = 3`` -> ``3``, ``(x, y) = (1, 2)``, ``x \\in S``,
+    ``x = 2 + 3 = 5`` -> ``5`` (a chain that starts with a name ends with the value), and
+    ``\\frac13 \\approx 0.33`` -> ``\\frac13`` (the exact value before an approximation)."""
     s = _IN_RE.sub("", s, count=1)
     parts = _split_top_token(s, "=")
-    if (
-        len(parts) >= 2
-        and all(parts)
-        and all(_VAR_RE.match(p) or _FUNC_RE.match(p) or _VARTUPLE_RE.match(p) for p in parts[:-1])
-    ):
-        return parts[-1]
+    if len(parts) >= 2 and all(parts) and _is_name(parts[0]):
+        s = parts[-1]
+    approx = _split_top_token(s, "\\approx")
+    if len(approx) >= 2:
+        values = [p for p in approx if p and not _is_name(p)]
+        if values:
+            s = values[0]
     return s
 
 
@@ -187,7 +194,7 @@ def _items(parts: list[str], depth: int) -> tuple:
     """Parsed list elements; an element that is itself a list (``a \\pm b``) is spliced in."""
     out: list[Node] = []
     for p in parts[:_MAX_ITEMS]:
-        if not p or p == "\\ldots":
+        if not p:
             continue
         node = parse(p, depth + 1)
         out.extend(node.items if node.kind == "list" else (node,))
@@ -199,6 +206,10 @@ def parse(s: str, depth: int = 0) -> Node:
     s = s.strip()
     if depth > _MAX_DEPTH or not s:
         return Node("leaf", text=s)
+    parts = _split_top(s, ",;")
+    if len(parts) > 1:
+        items = _items(parts, depth)
+        return items[0] if len(items) == 1 else Node("list", items=items)
     s = _strip_name(s)
     m = _MATRIX_RE.match(s)
     if m:
@@ -212,10 +223,6 @@ def parse(s: str, depth: int = 0) -> Node:
                 )
             return Node("matrix", items=cells)
         return Node("leaf", text=s)
-    parts = _split_top(s, ",;")
-    if len(parts) > 1:
-        items = _items(parts, depth)
-        return items[0] if len(items) == 1 else Node("list", items=items)
     union = _split_top_token(s, "\\cup")
     if len(union) > 1:
         return Node("union", items=tuple(parse(p, depth + 1) for p in union[:_MAX_ITEMS]))
