@@ -1,0 +1,56 @@
+"""Generation backends: the same requests in, token ids (+ raw top-k log-probs) out.
+
+A backend samples each request with its own seed, so a request's result does not depend on what
+else is in the batch, and returns, for requests that ask for it, the top-k token ids and log-probs
+of the model's raw (temperature-1) distribution at every generated position, taken from the same
+pass that sampled the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_ids: tuple[int, ...]
+    temperature: float
+    top_k: int  # 0 = no top-k filter
+    max_tokens: int
+    seed: int
+    logprobs: int = 0  # top-k entries to record per position (0 = none)
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # includes the end-of-turn token when finish_reason == "stop"
+    finish_reason: str  # "stop" (an EOS token was generated) or "length"
+    topk_ids: np.ndarray | None = None  # (len(token_ids), k) int32
+    topk_logprobs: np.ndarray | None = None  # (len(token_ids), k) float32
+
+
+def derive_seed(seed: int, problem_id: str, role: str, index: int = 0) -> int:
+    """A per-request seed from (global seed, problem id, role, sample index): stable across runs,
+    batch compositions and resumes."""
+    digest = hashlib.sha256(f"{seed}\x00{problem_id}\x00{role}\x00{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFFFFFF
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def make_backend(cfg, model: str):
+    """Build the configured backend (`cfg.backend` already resolved to 'vllm' or 'transformers')."""
+    if cfg.backend == "vllm":
+        from ssb_plugin.curate.backends.vllm import VLLMBackend
+
+        return VLLMBackend(cfg, model)
+    from ssb_plugin.curate.backends.hf import TransformersBackend
+
+    return TransformersBackend(cfg, model)
