@@ -334,6 +334,8 @@ def build_cases(data: Path, limit: int | None = None) -> list[dict]:
         if i % 5 == 0:
             # A truncated output: the working (which often states the answer) but no final answer.
             cut = body[: max(1, len(body) * 4 // 5)]
+            phrase = re.search(r"answer|####", cut, re.IGNORECASE)
+            cut = cut[: phrase.start()] if phrase else cut  # a stated answer is not a truncation
             cases.append(dict(src="math500", kind="truncated", gold=g, answer=None, label=False, output=cut))
         elif wrong is not None and i % 5 == 1:
             # The right value boxed mid-way, then revised to a wrong final answer.

@@ -39,6 +39,9 @@ EXTRACT = [
     ("\\boxed{5} \\text{ or } \\boxed{6}", "5, 6"),
     ("$\\boxed{1}\\boxed{2}$", "1, 2"),
     ("Final Answer: The largest $n$ is 34.", "34"),
+    ("The answer is 15, since 3+12=15.", "15"),
+    ("The answer is 1,500 apples.", "1,500"),
+    ("The answer is Evelyn.", "Evelyn"),
     ("first \\boxed{3}. Then much more reasoning follows here. Final \\boxed{4}", "4"),
 ]
 

@@ -25,6 +25,8 @@ _PHRASE_RE = re.compile(
     re.IGNORECASE,
 )
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+_LEADING_NUMBER_RE = re.compile(r"\s*\\?\$?\s*(-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?)(?=[\s,;:)]|$)")
 _HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE | re.DOTALL)
 _MATH_OPENERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
@@ -144,9 +146,18 @@ def _phrase_answer(rest: str) -> str | None:
         ans = line if stop < 0 else line[:stop]
     ans = ans.strip().strip("*").strip()
     ans = ans.rstrip(".").rstrip()
-    # "The largest $n$ is 34": in a sentence, the answer is what follows the last " is ".
-    if math is None and " is " in ans:
-        ans = ans.rsplit(" is ", 1)[1].strip()
+    if math is None and _PROSE_RE.search(ans):
+        # "The largest $n$ is 34": in a sentence, the answer is what follows the last " is ".
+        if " is " in ans:
+            ans = ans.rsplit(" is ", 1)[1].strip()
+        # "15, since 3 + 12 = 15": a leading number followed by prose is the answer.
+        lead = _LEADING_NUMBER_RE.match(ans)
+        if lead and _PROSE_RE.search(ans[lead.end() :]):
+            ans = lead.group(1)
+        ans = ans.rstrip(".").rstrip()
+        inner = _math_span(ans)
+        if inner is not None and ans.endswith("$") and ans.count("$") == 2:
+            ans = inner.strip()
     if len(ans) >= 2 and ans[0] == "$" and ans[-1] == "$":
         ans = ans.strip("$").strip()
     return ans or None
