@@ -1,0 +1,192 @@
+"""End to end: the real Axolotl CLI trains with SSBPlugin on curated sets; the adapter loads and generates.
+
+- composition: an ordinary Axolotl SFT config trains; the same config plus the two SSB additions
+  (`plugins: [ssb_plugin.SSBPlugin]`, a `type: ssb_plugin.dataset` dataset) trains with the SSB loss,
+  via the real `axolotl train` launcher, with sample packing and an eval split;
+- the CPU recipe (recipes/ssb_smollm2_cpu.yml) on the embedded SmolLM2 with a set curated by it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from curated_fixture import cached_curated_set
+
+pytestmark = pytest.mark.slow
+
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # the launcher execs `accelerate` from PATH: the venv running the tests must come first
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+}
+CPU_KEYS = {  # notes/environment.md: required on CPU
+    "lora_mlp_kernel": False,
+    "lora_qkv_kernel": False,
+    "lora_o_kernel": False,
+    "lora_embedding_kernel": False,
+    "bf16": False,
+    "fp16": False,
+    "tf32": False,
+    "flash_attention": False,
+    "xformers_attention": False,
+}
+
+
+def _axolotl(cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420) -> str:
+    path = workdir / "config.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    bindir = Path(sys.executable).parent
+    cmd = (
+        [str(bindir / "axolotl"), "train", str(path)]
+        if launcher
+        else [sys.executable, "-m", "axolotl.cli.train", str(path)]
+    )
+    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
+    return out
+
+
+def _logs(out: str) -> list[dict]:
+    """The Trainer's printed log dicts."""
+    found = []
+    for m in re.finditer(r"\{'[^{}]*\}", out):
+        try:
+            found.append(eval(m.group(0), {}))  # noqa: S307  (the Trainer prints python dict reprs)
+        except Exception:
+            continue
+    return found
+
+
+def _check_adapter(base_model: Path, adapter_dir: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    b = [v for k, v in weights.items() if "lora_B" in k]
+    assert b and any(v.abs().sum() > 0 for v in b), "lora_B is still zero: the adapter did not train"
+    tok = AutoTokenizer.from_pretrained(base_model)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_model), str(adapter_dir)
+    ).eval()
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[1] > ids["input_ids"].shape[1]
+
+
+def _sft_jsonl(curated: Path, out: Path) -> Path:
+    """An ordinary chat SFT file (same questions and answers) for the plain-Axolotl baseline config."""
+    from datasets import load_dataset
+
+    rows = load_dataset(str(curated), split="train")
+    with out.open("w") as f:
+        for r in rows:
+            msgs = list(r["student_messages"]) + [{"role": "assistant", "content": r["response_text"]}]
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    return out
+
+
+def test_sft_config_plus_two_additions_trains_with_real_cli(tiny_model_dir, tmp_path, tmp_path_factory):
+    curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    sft = {
+        "base_model": str(tiny_model_dir),
+        "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default",
+        "datasets": [
+            {
+                "path": str(_sft_jsonl(curated, tmp_path / "sft.jsonl")),
+                "ds_type": "json",
+                "type": "chat_template",
+                "field_messages": "messages",
+            }
+        ],
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        "dataset_num_proc": 1,
+        "val_set_size": 0,
+        "sequence_len": 512,
+        "adapter": "lora",
+        "lora_r": 8,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "lora_target_linear": True,
+        **CPU_KEYS,
+        "sdp_attention": True,
+        "gradient_checkpointing": False,
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 2,
+        "optimizer": "adamw_torch",
+        "learning_rate": 0.01,
+        "lr_scheduler": "constant",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "output_dir": str(tmp_path / "out-sft"),
+    }
+    (tmp_path / "sft").mkdir()
+    out = _axolotl(sft, tmp_path / "sft", launcher=False)
+    assert any("loss" in x for x in _logs(out)) and not any("ssb_kd" in x for x in _logs(out))
+
+    # The two additions (plus packing and an eval split, to exercise both collator paths).
+    ssb = {
+        **sft,
+        "plugins": ["ssb_plugin.SSBPlugin"],
+        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
+        "dataset_prepared_path": str(tmp_path / "prepared-ssb"),
+        "output_dir": str(tmp_path / "out-ssb"),
+        "sample_packing": True,
+        "val_set_size": 0.5,  # >= 2 packed eval batches: the multipack eval sampler drops a partial one
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+    }
+    (tmp_path / "ssb").mkdir()
+    out = _axolotl(ssb, tmp_path / "ssb", launcher=True)
+    logs = _logs(out)
+    train = [x for x in logs if "ssb_kd" in x and "loss" in x]
+    evals = [x for x in logs if "eval_loss" in x]
+    assert len(train) == 2, out[-4000:]
+    for x in train:  # ce_weight 0: the loss is exactly the KD term
+        assert float(x["loss"]) == pytest.approx(float(x["ssb_kd"]), rel=1e-3)
+        assert float(x["ssb_ce"]) > 0 and int(x["ssb_answer_tokens"]) > 0
+    assert evals and float(evals[-1]["eval_loss"]) == pytest.approx(float(evals[-1]["eval_ssb_kd"]), rel=1e-3)
+    _check_adapter(tiny_model_dir, tmp_path / "out-ssb")
+
+
+def test_cpu_recipe_on_smollm2(smollm2_dir, repo_root, tmp_path, tmp_path_factory):
+    curated = cached_curated_set(
+        smollm2_dir, tmp_path_factory.getbasetemp() / "curated", n=4, k=16, max_new_tokens=12
+    )
+    cfg = yaml.safe_load((repo_root / "recipes" / "ssb_smollm2_cpu.yml").read_text())
+    assert cfg["plugins"] == ["ssb_plugin.SSBPlugin"] and cfg["datasets"][0]["type"] == "ssb_plugin.dataset"
+    cfg.update(
+        base_model=str(smollm2_dir),
+        datasets=[{**cfg["datasets"][0], "path": str(curated)}],
+        dataset_prepared_path=str(tmp_path / "prepared"),
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+    )
+    out = _axolotl(cfg, tmp_path, launcher=False)
+    train = [x for x in _logs(out) if "ssb_kd" in x]
+    assert len(train) == 2 and all(0 < float(x["loss"]) < 100 for x in train), out[-4000:]
+    _check_adapter(smollm2_dir, tmp_path / "out")
+    shutil.rmtree(tmp_path / "prepared", ignore_errors=True)
