@@ -285,6 +285,17 @@ def negatives(g: str, problem: str, rng: random.Random, text_pool: list[str]) ->
         approx = f"{v.real:.2f}"
         if abs(float(approx) - v.real) > 1e-9:
             out.append((approx, "approx_2dp"))
+    if "\\sqrt" in g or "\\pi" in g or re.search(r"(?<![\\a-zA-Z])[a-z](?![a-zA-Z])", g):  # expressions
+        for a, b in (("+", "-"), ("-", "+")):
+            i = g.find(a, 1)
+            if i > 0 and g[i - 1] not in "^_{(,[" and "\\pm" not in g:
+                flipped = g[:i] + b + g[i + 1 :]
+                if _differs(flipped, g):
+                    out.append((flipped, "op_flip"))
+                break
+    c = re.fullmatch(r"\\text\{\(([A-E])\)\}", g)
+    if c:
+        out.append((f"\\text{{({'ABCDE'[('ABCDE'.index(c.group(1)) + 1) % 5]})}}", "choice_other"))
     t = re.fullmatch(r"\\text\{([A-Za-z ]+)\}", g)
     if t:
         other = rng.choice([w for w in text_pool if w.lower() != t.group(1).lower()])

@@ -72,6 +72,13 @@ _RENAME = [
     (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), ")"),
     (re.compile(r"\\(?:dots|ldots|cdots)(?![a-zA-Z])"), r"\\ldots "),
     (re.compile(r"\{,\}"), ""),  # 1{,}000
+    # The real line, however written.
+    (
+        re.compile(
+            r"\\mathbb\s*\{?\s*R\s*\}?|\\R(?![a-zA-Z])|\u211d|\\text\{\s*all real numbers\s*\}|\ball real numbers\b"
+        ),
+        r"(-\\infty,\\infty)",
+    ),
     (re.compile(r"\\(?:emptyset|varnothing)(?![a-zA-Z])|\\\{\s*\\\}"), r"\\{\\}"),
 ]
 _PERCENT_RE = re.compile(

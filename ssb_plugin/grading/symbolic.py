@@ -113,12 +113,18 @@ def _approx_ok(pred_text: str, p, g) -> bool:
 
 
 def _probe_equal(a, b) -> bool | None:
-    """Compare at random points: True/False when the probes decide, None when they can't."""
+    """Compare at random points: True/False when the probes decide, None when they can't.
+
+    Variables are probed at positive reals (MATH answers' variables are lengths, counts, ...), so
+    sqrt(x^2) = x; with an absolute value on either side, negative points are probed too.
+    """
     syms = sorted(a.free_symbols | b.free_symbols, key=str)
     rng = random.Random(1234)
+    signed = a.has(sympy.Abs) or b.has(sympy.Abs)
     decided = 0
-    for _ in range(_PROBES):
-        point = {s: sympy.Float(rng.uniform(0.3, 2.9), 30) for s in syms}
+    for k in range(_PROBES + (2 if signed else 0)):
+        sign = -1 if signed and k >= _PROBES else 1
+        point = {s: sympy.Float(sign * rng.uniform(0.3, 2.9), 30) for s in syms}
         try:
             va, vb = _numeric(a.subs(point)), _numeric(b.subs(point))
         except Exception:
