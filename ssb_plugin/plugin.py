@@ -33,6 +33,12 @@ class SSBPlugin(BasePlugin):
 
         return SSBDataCollator, {}
 
+    def add_callbacks_pre_trainer(self, cfg, model):
+        # A machine-readable training log next to the adapter (read by ssb_plugin.report).
+        from ssb_plugin.callbacks import LogHistoryCallback
+
+        return [LogHistoryCallback(cfg.output_dir)]
+
     def post_trainer_create(self, cfg, trainer):
         LOG.info(
             "SSB loss: T=%s kd_weight=%s ce_weight=%s chunk=%s topk=%s",
