@@ -123,6 +123,8 @@ def test_chat_prompt_equals_student_messages(loaded, tiny_model_dir):
         # Without a chat template the instruction still leads, separated from the problem.
         plain = task.fewshot_context(doc, 0)
         assert plain == SYSTEM_PROMPT + "\n\n" + doc["problem"], name
+        extra = task.fewshot_context(doc, 0, system_instruction="Be brief.")
+        assert extra == "Be brief.\n\n" + SYSTEM_PROMPT + "\n\n" + doc["problem"], name
 
 
 # ---- the aime24 override ----------------------------------------------------------------------
