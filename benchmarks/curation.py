@@ -1,0 +1,213 @@
+"""Curation benchmarks: storage per answer token, batched generation, pipeline overhead over vLLM.
+
+    # transformers parts (.venv): storage of a fresh k=64 set + batched vs one-at-a-time generate
+    .venv/bin/python benchmarks/curation.py storage hf-batch
+    # vLLM part (.venv-vllm): this pipeline's wall time over bare vLLM generate of the same requests
+    .venv-vllm/bin/python benchmarks/curation.py vllm-overhead
+
+Defaults use the embedded SmolLM2-135M-Instruct on one-digit additions (--model, --n to change).
+Goals: <= 0.5 KB per answer token (the reference stores ~270 KB: full-vocabulary fp32 logits, compressed),
+batched >= 4x one-at-a-time, pipeline <= 1.05x bare vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ssb_plugin.curate.backends import Request, derive_seed  # noqa: E402
+from ssb_plugin.curate.config import CurateConfig  # noqa: E402
+from ssb_plugin.curate.easy import write_easy  # noqa: E402
+
+
+def _model(args) -> str:
+    if args.model:
+        return args.model
+    from ssb_plugin.embedded import converted_dir
+
+    return str(converted_dir())
+
+
+def _common(args, data: Path) -> dict:
+    return dict(
+        model=_model(args),
+        data=str(data),
+        limit=args.n,
+        rollout_max_tokens=args.rollout_tokens,
+        teacher_max_tokens=args.teacher_tokens,
+        topk=64,
+        answer_fallback=True,
+        seed=args.seed,
+        progress=False,
+        chunk_size=args.n,
+    )
+
+
+def storage(args, tmp: Path, out: Path | None = None) -> dict:
+    """Bytes of parquet shards per kept answer token (k=64): a fresh transformers run unless given."""
+    from ssb_plugin.curate.pipeline import curate
+    from ssb_plugin.curate.writer import OutputDir
+
+    if out is None:
+        out = tmp / "storage"
+        cfg = CurateConfig.build(
+            {}, out=str(out), backend="transformers", batch_size=64, **_common(args, tmp / "easy.jsonl")
+        )
+        curate(cfg)
+    m = json.loads((out / "manifest.json").read_text())
+    tokens = m["extra"]["stats"].get("kept_tokens", 0)
+    size = sum(f.stat().st_size for f in OutputDir(out).shard_files())
+    per = size / tokens if tokens else float("nan")
+    res = {"kept": m["counts"]["kept"], "answer_tokens": tokens, "shard_bytes": size, "bytes_per_token": per}
+    print(
+        f"storage: {size} B for {tokens} answer tokens ({m['counts']['kept']} records, k=64) = "
+        f"{per:.0f} B/token = {per / 1024:.3f} KB/token (goal <= 0.5 KB; reference ~270 KB: "
+        f"ratio {270 * 1024 / per:.0f}x smaller)"
+    )
+    return res
+
+
+def hf_batch(args, tmp: Path) -> dict:
+    """New tokens/s of the transformers backend: one generate call for all vs one call per request."""
+    from types import SimpleNamespace
+
+    from ssb_plugin.curate.backends.hf import TransformersBackend
+    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.prompts import student_messages
+    from ssb_plugin.record import chat_prompt_ids
+
+    n = args.batch
+    cfg = SimpleNamespace(
+        device="auto", dtype="auto", batch_size=n, progress=False, revision=None, max_model_len=None
+    )
+    be = TransformersBackend(cfg, _model(args))
+    qs = [p["question"] for p in easy_problems(n, seed=3)]
+    reqs = [
+        Request(
+            tuple(chat_prompt_ids(be.tokenizer, student_messages(q))),
+            0.8,
+            50,
+            args.gen_tokens,
+            derive_seed(0, q, "b", i),
+            64,
+        )
+        for i, q in enumerate(qs)
+    ]
+    be.generate(reqs[:2])  # warm-up
+    t = time.perf_counter()
+    batched = be.generate(reqs)
+    tb = time.perf_counter() - t
+    t = time.perf_counter()
+    single = [be.generate([r])[0] for r in reqs]
+    ts = time.perf_counter() - t
+    nb = sum(len(g.token_ids) for g in batched)
+    ns = sum(len(g.token_ids) for g in single)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(batched, single, strict=True))
+    rb, rs = nb / tb, ns / ts
+    print(
+        f"transformers generate, {n} requests, <= {args.gen_tokens} new tokens, raw top-64 kept: batched "
+        f"{rb:.1f} tok/s ({tb:.1f} s) vs one at a time {rs:.1f} tok/s ({ts:.1f} s): "
+        f"speed-up {rb / rs:.1f}x (goal >= 4x); identical outputs {same}/{n}"
+    )
+    return {"batched_tok_s": rb, "single_tok_s": rs, "speedup": rb / rs, "identical": same}
+
+
+class _Recorder:
+    """Wraps a backend, remembering each generate() call's requests for the bare replay."""
+
+    def __init__(self, backend):
+        self.backend, self.calls = backend, []
+        self.tokenizer = backend.tokenizer
+        self.max_model_len = backend.max_model_len
+
+    def info(self):
+        return self.backend.info()
+
+    def generate(self, requests, desc="generate"):
+        self.calls.append(list(requests))
+        return self.backend.generate(requests, desc)
+
+
+def vllm_overhead(args, tmp: Path) -> dict:
+    """Wall time of curate() over bare `llm.generate` of the same request lists (same engine)."""
+    from ssb_plugin.curate.backends import make_backend
+    from ssb_plugin.curate.pipeline import curate, resolve
+
+    common = _common(args, tmp / "easy.jsonl")
+    common.update(
+        max_model_len=1024, gpu_memory_utilization=0.2, vllm_kwargs={"enable_prefix_caching": False}
+    )
+    cfg = resolve(CurateConfig.build({}, out=str(tmp / "v0"), backend="vllm", **common))
+    backend = make_backend(cfg, cfg.model)
+    rec = _Recorder(backend)
+    backend.generate([Request((1, 2, 3), 0.8, 50, 8, 0, 64)])  # warm-up
+    walls, bares = [], []
+    for rep in range(args.repeats):
+        rec.calls.clear()
+        t = time.perf_counter()
+        curate(CurateConfig.build({}, out=str(tmp / f"v{rep}"), backend="vllm", **common), backend=rec)
+        walls.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for reqs in rec.calls:  # bare: the same prompts and SamplingParams, outputs thrown away
+            backend.llm.generate(
+                [{"prompt_token_ids": list(r.prompt_ids)} for r in reqs],
+                [backend.sampling_params(r) for r in reqs],
+                use_tqdm=False,
+            )
+        bares.append(time.perf_counter() - t)
+    wall, bare = min(walls), min(bares)
+    res = storage(args, tmp, tmp / "v0")
+    print(
+        f"vLLM: pipeline {wall:.2f} s vs bare generate of the same {sum(len(c) for c in rec.calls)} requests "
+        f"{bare:.2f} s: ratio {wall / bare:.3f}x (goal <= 1.05x; best of {args.repeats})"
+    )
+    return {
+        "pipeline_s": wall,
+        "bare_s": bare,
+        "ratio": wall / bare,
+        **{f"storage_{k}": v for k, v in res.items()},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "parts", nargs="*", default=["storage", "hf-batch"], choices=["storage", "hf-batch", "vllm-overhead"]
+    )
+    p.add_argument("--model")
+    p.add_argument("--n", type=int, default=16, help="problems for storage / vllm-overhead")
+    p.add_argument("--batch", type=int, default=16, help="requests for hf-batch")
+    p.add_argument("--gen-tokens", type=int, default=48)
+    p.add_argument("--rollout-tokens", type=int, default=40)
+    p.add_argument("--teacher-tokens", type=int, default=160)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        write_easy(tmp / "easy.jsonl", n=max(args.n, 40), seed=0)
+        for part in args.parts:
+            results[part] = {"storage": storage, "hf-batch": hf_batch, "vllm-overhead": vllm_overhead}[part](
+                args, tmp
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

