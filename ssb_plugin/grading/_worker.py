@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 
 # A runaway expression must not take the machine's memory with it.
@@ -33,17 +34,25 @@ def main() -> None:
     sys.setrecursionlimit(20_000)
     _limit_memory()
     from ssb_plugin.grading.compare import compare_answers
-    from ssb_plugin.grading.symbolic import symbolic_leaf_equal
+    from ssb_plugin.grading.symbolic import WARMUP, symbolic_leaf_equal, warm_one
 
-    compare_answers("\\frac{1}{2}+x", "x+0.5", symbolic_leaf_equal)  # warm the parser
+    compare_answers("\\frac{1}{2}+x", "x+0.5", symbolic_leaf_equal)
     out.write("ready\n")
-    for line in sys.stdin:
+    # While idle, parse a few typical expressions: ANTLR builds its prediction cache lazily, so the
+    # first parses of each construct are several times slower. One at a time, only while no request
+    # is waiting (the parent sends one request per worker and waits for its reply).
+    pending = list(WARMUP)
+    while True:
+        if pending and not select.select([sys.stdin], [], [], 0)[0]:
+            warm_one(pending.pop())
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            break
         try:
             req = json.loads(line)
             resp = {"eq": bool(compare_answers(req["pred"], req["gold"], symbolic_leaf_equal))}
-        except BaseException as exc:  # noqa: BLE001 - a worker answers every request
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+        except Exception as exc:  # a worker answers every request (MemoryError, RecursionError too)
             resp = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         out.write(json.dumps(resp) + "\n")
 

@@ -18,11 +18,13 @@ from latex2sympy2_extended.math_normalization import NormalizationConfig
 from sympy.core.relational import Relational
 from sympy.parsing.sympy_parser import (
     convert_xor,
+    implicit_multiplication,
     implicit_multiplication_application,
     parse_expr,
     standard_transformations,
 )
 
+from .fastlatex import translate
 from .leaves import APPROX_MIN_DECIMALS, fast_leaf_equal, split_marker
 from .structure import NeedSymbolic
 
@@ -31,6 +33,9 @@ _NORM = NormalizationConfig(
 )
 _CONV = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
 _TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
+_FAST_TRANSFORMS = standard_transformations + (implicit_multiplication,)
+_GLOBALS: dict = {}
+exec("from sympy import *", _GLOBALS)  # noqa: S102 - parse_expr's usual namespace, built once
 _PLAIN_RE = re.compile(r"^[0-9a-zA-Z_+\-*/^().\s]+$")
 _PLAIN_FUNC_RE = re.compile(
     r"\b(?:sqrt|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|log|ln|exp|abs)\s*\(|\*\*"
@@ -57,8 +62,44 @@ def _parse_plain(text: str):
     return parse_expr(text, local_dict=local, transformations=_TRANSFORMS, evaluate=False)
 
 
+def _fast_parse(text: str):
+    """Simple expressions through the fast translator (see fastlatex), or None."""
+    translated = translate(text)
+    if translated is None:
+        return None
+    src, letters = translated
+    local = {f"_v_{c}": sympy.Symbol(c) for c in letters}
+    local.update(_v_i=sympy.I, _v_e=sympy.E, pi=sympy.pi, sqrt=sympy.sqrt, root=sympy.root)
+    try:
+        return parse_expr(src, local_dict=local, global_dict=_GLOBALS, transformations=_FAST_TRANSFORMS)
+    except Exception:
+        return None
+
+
+_CACHE: dict[str, sympy.Basic] = {}
+_CACHE_SIZE = 4096
+
+
 def to_sympy(text: str):
-    """sympy value of a LaTeX (or plain) scalar answer; raises on failure."""
+    """sympy value of a LaTeX (or plain) scalar answer; raises on failure.
+
+    Cached: a gold is usually compared with several answers (k rollouts per problem).
+    """
+    cached = _CACHE.get(text)
+    if cached is not None:
+        return cached
+    value = _to_sympy(text)
+    if isinstance(value, sympy.Basic):  # immutable; matrices from latex2sympy are mutable
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[text] = value
+    return value
+
+
+def _to_sympy(text: str):
+    fast = _fast_parse(text)
+    if fast is not None:
+        return fast
     if _PLAIN_RE.match(text) and "**" in text:
         # Python-style powers (x**2): not LaTeX at all.
         try:
@@ -198,6 +239,36 @@ def _relations_equal(a, b, pred_text: str) -> bool:
         except Exception:
             return False
     return _exprs_equal(da, db, pred_text)
+
+
+# Parsed once at worker start-up: ANTLR builds its prediction cache (DFA) lazily, so the first
+# parses of each construct are several times slower than later ones.
+WARMUP = [
+    "\\frac{\\sqrt{3}}{2}",
+    "x^{2}+2x+1",
+    "\\sin^2 x + \\cos(2\\theta)",
+    "\\log_{2} 8",
+    "\\ln(x)",
+    "y = 2x + 3",
+    "x \\le 3",
+    "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+    "3+4i",
+    "e^{i\\pi}",
+    "\\sqrt[3]{2}",
+    "\\binom{5}{2}",
+    "5!",
+    "|x-1|",
+    "\\tan^{-1}(1)",
+    "2\\cdot 10^{3}",
+    "\\frac{a}{b}c",
+]
+
+
+def warm_one(text: str) -> None:
+    try:
+        latex2sympy(text, normalization_config=_NORM, conversion_config=_CONV)
+    except Exception:
+        pass
 
 
 def symbolic_leaf_equal(pred: str, gold: str) -> bool:
