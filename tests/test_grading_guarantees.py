@@ -221,3 +221,47 @@ def test_fork_gives_child_its_own_pool():
     os.waitpid(pid, 0)
     assert json.loads(os.read(r, 100)) is True
     assert is_equivalent("x^2-1", "(x-1)(x+1)")  # and the parent's still works
+
+
+def test_worker_killed_from_outside_is_replaced():
+    from ssb_plugin.grading.pool import get_pool
+
+    assert is_equivalent("2\\sqrt3", "\\sqrt{12}", timeout=30)
+    pool = get_pool()
+    with pool._cond:
+        victims = list(pool._idle)
+    for w in victims:
+        w.proc.kill()
+        w.proc.wait()
+    assert check("x^2-1", "(x-1)(x+1)", timeout=30) == (True, "match")
+
+
+def test_fast_translator_agrees_with_latex2sympy():
+    import sympy
+    from latex2sympy2_extended.latex2sympy2 import latex2sympy
+
+    from ssb_plugin.grading.symbolic import _fast_parse
+
+    exprs = [
+        "2\\sqrt{3}",
+        "(x+1)^2",
+        "x^{2}y",
+        "3+4i",
+        "\\frac{\\pi}{4}",
+        "\\frac{a}{b}c",
+        "2xy",
+        "e^{2}",
+        "\\sqrt[3]{8}",
+        "-\\frac{3}{4}x",
+        "x^{\\frac{2}{3}}",
+        "(x-1)(x+1)",
+        "a \\cdot b",
+        "2 \\times 3",
+    ]
+    for e in exprs:
+        fast = _fast_parse(e)
+        assert fast is not None, e
+        slow = latex2sympy(e).subs(sympy.Symbol("i"), sympy.I)
+        assert sympy.simplify(fast - slow) == 0, (e, fast, slow)
+    for refused in ["a/bc", "2\\frac{1}{2}", "10^{10^{10}}", "\\sin x", "x = 1", "|x|"]:
+        assert _fast_parse(refused) is None, refused

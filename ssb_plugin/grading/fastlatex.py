@@ -2,7 +2,7 @@
 
 latex2sympy's ANTLR parser costs 5-20 ms per expression; sympy's ``parse_expr`` on a translated
 string costs well under 1 ms. This module translates only a conservative subset (numbers,
-single-letter variables, ``+ - * / ^``, brackets, ``\\frac``, ``\\sqrt``, ``\\pi``, ``\\cdot``,
+single-letter variables, ``+ - * ^``, brackets, ``\\frac``, ``\\sqrt``, ``\\pi``, ``\\cdot``,
 ``\\times``) and returns ``None`` for anything else, which then goes to latex2sympy. Readings agree
 with latex2sympy's: ``i`` is the imaginary unit, ``e`` is Euler's number, letters are separate
 variables (``xy`` = ``x*y``), and a digit right before ``\\frac`` (a mixed number) is refused.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-_ALLOWED_RE = re.compile(r"^(?:[0-9a-zA-Z.+\-*/^(){}\[\] ]|\\(?:frac|sqrt|pi|cdot|times)(?![a-zA-Z]))*$")
+# No "/": in "a/bc" latex2sympy lets the implicit product bind first (a/(bc)); Python would not.
+_ALLOWED_RE = re.compile(r"^(?:[0-9a-zA-Z.+\-*^(){}\[\] ]|\\(?:frac|sqrt|pi|cdot|times)(?![a-zA-Z]))*$")
 _MIXED_RE = re.compile(r"\d\s*\\frac")
 _MAX_LEN = 300
 _MAX_EXP_DIGITS = 4

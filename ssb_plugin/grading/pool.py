@@ -138,7 +138,19 @@ class WorkerPool:
             self._cond.notify()
 
     def call(self, payload: dict, deadline: float) -> dict:
-        """Run one request; raises ``WorkerTimeout`` / ``WorkerError``."""
+        """Run one request; raises ``WorkerTimeout`` / ``WorkerError``.
+
+        A worker found dead (killed from outside while idle) is replaced and the request retried
+        once, time permitting.
+        """
+        try:
+            return self._call_once(payload, deadline)
+        except WorkerError:
+            if time.monotonic() >= deadline:
+                raise WorkerTimeout from None
+            return self._call_once(payload, deadline)
+
+    def _call_once(self, payload: dict, deadline: float) -> dict:
         worker = self._acquire(deadline)
         if worker is None:
             raise WorkerTimeout
