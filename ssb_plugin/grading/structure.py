@@ -286,11 +286,9 @@ def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
     if p.kind == "seq" and g.kind == "seq":
         if "vector" in (p.text, g.text):
             return _ordered(p.items, g.items, leaf_eq)  # a column vector has no interval brackets
-        if (p.open, p.close) != (g.open, g.close):
-            # An infinite endpoint is always open: (-\infty, 2] equals [-\infty, 2]? No; but some
-            # writers put "]" next to \infty; accept the bracket next to an infinity either way.
-            if not _brackets_agree(p, g):
-                return False
+        # Brackets must agree, except next to an infinite endpoint (some write "\\infty]").
+        if (p.open, p.close) != (g.open, g.close) and not _brackets_agree(p, g):
+            return False
         return _ordered(p.items, g.items, leaf_eq)
     if p.kind == "matrix" and g.kind == "matrix":
         return len(p.items) == len(g.items) and all(
@@ -302,12 +300,11 @@ def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
             return False
         return _ordered(p.items, g.items, leaf_eq)
     if p.kind in unordered and g.kind in unordered:
-        if "set" in (p.kind, g.kind) and "union" in (p.kind, g.kind):
+        # A set of values is not a union of intervals; a bare list matches either.
+        if {p.kind, g.kind} == {"set", "union"}:
             return False
         return _unordered(p.items, g.items, leaf_eq)
-    if {p.kind, g.kind} == {"union", "seq"}:
-        return False
-    return False
+    return False  # different shapes: tuple vs set, matrix vs tuple, interval vs union, ...
 
 
 def _brackets_agree(p: Node, g: Node) -> bool:

@@ -208,9 +208,6 @@ def _exprs_equal(a, b, pred_text: str) -> bool:
             # An approximation matches only under the approximate-decimal convention.
             return _close(va, vb) or _approx_ok(pred_text, va, vb)
         return _close(va, vb)
-    if a.free_symbols != b.free_symbols:
-        # Different variables can still cancel (x - x), but usually mean a different answer.
-        pass
     probed = _probe_equal(a, b)
     if probed is not None:
         return probed
