@@ -165,6 +165,7 @@ EQUIVALENT = [
     ("1\\pm\\sqrt{5}", "1+\\sqrt5, 1-\\sqrt5"),
     ("\\{1\\pm\\sqrt{5},-2\\}", "-2, 1+\\sqrt{5}, 1-\\sqrt{5}"),
     ("\\{3\\}", "3"),
+    ("x+11, 11+x", "11+x"),  # one value written twice
     # intervals and unions
     ("(3,4]", "\\left(3, 4\\right]"),
     ("[-2, 7]", "x \\in [-2,7]"),
@@ -469,3 +470,21 @@ def test_paper_match_aime_is_substring():
 def test_paper_match_rejects_unknown_protocol():
     with pytest.raises(ValueError, match="protocol"):
         paper_match("x", "1", "gsm8k")
+
+
+# --- real data -------------------------------------------------------------------------------------------
+
+
+def test_reference_solutions_grade_correct(shared_data):
+    # Every MATH-500 reference solution and GSM8K-test answer, graded against its own gold.
+    import json
+
+    math = [json.loads(line) for line in open(shared_data / "math500.jsonl", encoding="utf-8")]
+    wrong = [r["answer"] for r in math if not grade(r["solution"], r["answer"]).correct]
+    assert wrong == []
+    gsm = [json.loads(line) for line in open(shared_data / "gsm8k_test.jsonl", encoding="utf-8")]
+    assert all(grade(r["answer"], r["answer"].rsplit("####", 1)[1].strip()).correct for r in gsm)
+    # and a wrong gold is wrong
+    assert not any(
+        grade(r["solution"], r["answer"] + "1").correct for r in math[:50] if r["answer"].isdigit()
+    )

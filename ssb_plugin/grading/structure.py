@@ -281,6 +281,10 @@ def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
     if g.kind in ("set", "list", "union") and len(g.items) == 1:
         return compare(p, g.items[0], leaf_eq)
     if p.kind == "leaf" or g.kind == "leaf":
+        # One value written several ways ("\\boxed{x+11} or \\boxed{11+x}") is that value.
+        many, one = (p, g) if g.kind == "leaf" else (g, p)
+        if many.kind == "list" and one.text:
+            return all(compare(item, one, leaf_eq) for item in many.items)
         return False
     unordered = ("set", "list", "union")
     if p.kind == "seq" and g.kind == "seq":
