@@ -35,7 +35,7 @@ def _balanced_group(text: str, open_pos: int) -> int | None:
     """Index of the ``}`` closing the ``{`` at ``open_pos``; escaped ``\\{``/``\\}`` don't count."""
     depth = 0
     i = open_pos
-    n = len(text)
+    n = min(len(text), open_pos + MAX_ANSWER_CHARS + 2)  # a longer box is not an answer
     while i < n:
         c = text[i]
         if c == "\\":
