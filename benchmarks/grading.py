@@ -460,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     mv, t_mv, _ = run_math_verify(cases)
     print(_summary("ssb grader", cases, ours, t_ours) + f"  reasons {dict(r_ours)}")
     print(_summary("math-verify", cases, mv, t_mv))
+    # The harder half for timing: MATH-500 golds that are not plain integers (most need sympy).
+    hard = [i for i, c in enumerate(cases) if c["src"] == "math500" and not _INT.match(c["gold"])]
+    if hard:
+        sub = [cases[i] for i in hard]
+        print(f"\nnon-integer MATH-500 golds only ({len(hard)} cases):")
+        print(_summary("ssb grader", sub, [ours[i] for i in hard], [t_ours[i] for i in hard]))
+        print(_summary("math-verify", sub, [mv[i] for i in hard], [t_mv[i] for i in hard]))
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for c, a, b in zip(cases, ours, mv, strict=True):
         k = by_kind[f"{c['src']}:{c['kind']}"]
