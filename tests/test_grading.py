@@ -448,6 +448,9 @@ def test_grade_bad_inputs_never_raise():
         r = grade(output, gold)  # type: ignore[arg-type]
         assert isinstance(r, GradeResult) and r.reason in {"match", "mismatch", "no_answer", "error"}
     assert grade("\\boxed{204}", 204).correct  # type: ignore[arg-type] - AIME golds are ints
+    assert is_equivalent("0.5", 0.5)  # type: ignore[arg-type]
+    assert is_equivalent("\\frac12", "0.5", timeout=None)  # type: ignore[arg-type] - None: the default
+    assert not is_equivalent(True, "1")  # type: ignore[arg-type]
 
 
 # --- paper protocol ------------------------------------------------------------------------------------

@@ -27,6 +27,15 @@ class GradeResult:
     reason: str  # one of REASONS
 
 
+def _as_text(value) -> str | None:
+    """Answers arrive as strings, or as numbers from JSON (AIME golds are ints)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _gold_answer(gold: str) -> str:
     """A gold given as a solution: its ``#### N`` or its last box."""
     if "####" in gold:
@@ -47,9 +56,10 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
     start = time.monotonic()
     try:
         _prestart()
-        if not isinstance(pred, str) or not isinstance(gold, (str, int)):
+        pred, gold = _as_text(pred), _as_text(gold)
+        if pred is None or gold is None:
             return False, "error"
-        gold = _gold_answer(str(gold))
+        gold = _gold_answer(gold)
         if not pred.strip() or not gold.strip():
             return False, "mismatch"
         if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
@@ -61,7 +71,7 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
             pass
         except RecursionError:
             pass
-        deadline = start + max(0.0, float(timeout))
+        deadline = start + max(0.0, DEFAULT_TIMEOUT if timeout is None else float(timeout))
         resp = get_pool().call({"pred": pred, "gold": gold}, deadline)
         if "eq" in resp:
             return bool(resp["eq"]), "match" if resp["eq"] else "mismatch"
