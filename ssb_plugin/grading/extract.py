@@ -21,7 +21,7 @@ _MAX_JOINED_BOXES = 10
 MAX_ANSWER_CHARS = 10_000
 
 _PHRASE_RE = re.compile(
-    r"(?:final\s+answer\s*(?:is|:)|\banswer\s+is|\banswer\s*:|####)[ \t]*:?",
+    r"(?:final\s+answer\**\s*(?:is\b|:)|\banswer\**\s+is\b|\banswer\**\s*:|####)[ \t]*:?",
     re.IGNORECASE,
 )
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -144,8 +144,7 @@ def _phrase_answer(rest: str) -> str | None:
         # A sentence ends at ". " (a decimal point is followed by a digit, not a space).
         stop = line.find(". ")
         ans = line if stop < 0 else line[:stop]
-    ans = ans.strip().strip("*").strip()
-    ans = ans.rstrip(".").rstrip()
+    ans = ans.strip().strip("*").strip().rstrip(".").rstrip().strip("*").strip()  # **5**.
     if math is None and _PROSE_RE.search(ans):
         # "The largest $n$ is 34": in a sentence, the answer is what follows the last " is ".
         if " is " in ans:
