@@ -8,6 +8,7 @@ is available, `build_curated_set` can be swapped for a call to it without touchi
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -39,10 +40,28 @@ def build_curated_set(
 ) -> Path:
     """Write `n` curated rows for `model_dir` into `out`; k=None stores the full vocabulary (k = V)."""
     import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared small CPU box, OMP spin-waiting makes 2 threads ~10x slower
+    try:
+        return _build(
+            model_dir,
+            Path(out),
+            n=n,
+            k=k,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            vary_lengths=vary_lengths,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) -> Path:
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(out)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     eot = tok.eos_token_id  # the end-of-turn token of the chat template (<|im_end|> here)
@@ -108,6 +127,19 @@ def build_curated_set(
         backend="tests.curated_fixture (transformers)",
     ).save(out)
     return out
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch single-threaded for a while (shared small CPU boxes: see build_curated_set)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:

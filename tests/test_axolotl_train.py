@@ -18,9 +18,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from curated_fixture import cached_curated_set
+from curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
 
 ENV = {
     **os.environ,
@@ -29,6 +36,8 @@ ENV = {
     "AXOLOTL_DO_NOT_TRACK": "1",
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # shared 2-core CI/dev boxes: OpenMP spin-waiting with 2 threads is ~10x slower than 1 thread
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     # the launcher execs `accelerate` from PATH: the venv running the tests must come first
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from curated_fixture import cached_curated_set, peaked_model_dir
+from curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ssb_plugin.collator import SSBDataCollator
@@ -12,6 +12,12 @@ from ssb_plugin.dataset import IDS, LOGPROBS, SSBDatasetStrategy, tokenize_recor
 from ssb_plugin.trainer import ssb_forward
 
 LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
