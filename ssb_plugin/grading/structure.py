@@ -6,8 +6,9 @@ that gives up by raising ``NeedSymbolic``) and in the worker (with the sympy one
 agree on conventions:
 
 - ``(a, b)`` / ``[a, b]`` / ``(a, b]``: ordered, and the brackets must match (tuple or interval);
-- ``\\{a, b\\}`` and bare lists ``a, b``: unordered; a bare list against a parenthesised tuple is
-  compared in order (a model often drops the parentheses);
+- ``\\{a, b\\}`` and bare lists ``a, b``: unordered; against a parenthesised tuple, a bare list
+  is read in the gold's way: in order when the gold is the tuple, in any order when the gold is
+  the list (models add or drop the parentheses);
 - unions: unordered parts; an inequality in one variable becomes the interval(s) it describes;
 - ``x = 3`` / ``(x, y) = (1, 2)``: the left side is a name, so only the value is compared;
 - ``a \\pm b``: the list ``a + b, a - b``;
@@ -302,7 +303,8 @@ def compare(p: Node, g: Node, leaf_eq: LeafEq) -> bool:
         seq = p if p.kind == "seq" else g
         if (seq.open, seq.close) != ("(", ")"):
             return False
-        return _ordered(p.items, g.items, leaf_eq)
+        # A gold list of solutions is unordered whatever the answer's brackets; a gold tuple is not.
+        return (_unordered if g.kind == "list" else _ordered)(p.items, g.items, leaf_eq)
     if p.kind in unordered and g.kind in unordered:
         # A set of values is not a union of intervals; a bare list matches either.
         if {p.kind, g.kind} == {"set", "union"}:
