@@ -265,3 +265,24 @@ def test_fast_translator_agrees_with_latex2sympy():
         assert sympy.simplify(fast - slow) == 0, (e, fast, slow)
     for refused in ["a/bc", "2\\frac{1}{2}", "10^{10^{10}}", "\\sin x", "x = 1", "|x|"]:
         assert _fast_parse(refused) is None, refused
+
+
+REDOS = [
+    "5" + " " * 9000 + "x",
+    "5" + "\t\n" * 4000 + "%",
+    "5" + "\\quad" * 1800 + "x",
+    "5" + "\\text{ }" * 1100 + "x",
+    " " * 9000 + "\\text{and}",
+    "1 " + "a " * 4500 + "!",
+    "\\frac{" * 1500,
+    "1/" * 4500,
+]
+
+
+@pytest.mark.parametrize("answer", REDOS, ids=range(len(REDOS)))
+def test_long_pathological_answers_stay_fast(answer):
+    # The in-process path has no deadline of its own: its regexes must be linear on any input.
+    start = time.monotonic()
+    check(answer, "1", timeout=0.5)
+    grade("The answer is " + answer, "1", timeout=0.5)
+    assert time.monotonic() - start < 2 * 0.5 + SLACK

@@ -27,7 +27,7 @@ _PHRASE_RE = re.compile(
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
 _LEADING_NUMBER_RE = re.compile(r"\s*\\?\$?\s*(-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?)(?=[\s,;:)]|$)")
-_HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE | re.DOTALL)
+_HOPE = "i hope it is correct"
 _MATH_OPENERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
@@ -140,7 +140,8 @@ def _phrase_answer(rest: str) -> str | None:
     else:
         line_end = rest.find("\n")
         line = rest if line_end < 0 else rest[:line_end]
-        line = _HOPE_RE.sub("", line)
+        hope = line.lower().find(_HOPE)  # a plain find: a \s*-led regex is quadratic on spaces
+        line = line if hope < 0 else line[:hope]
         # A sentence ends at ". " (a decimal point is followed by a digit, not a space).
         stop = line.find(". ")
         ans = line if stop < 0 else line[:stop]

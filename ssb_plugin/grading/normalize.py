@@ -169,11 +169,13 @@ def _drop_word_units(s: str) -> str:
 
 def normalize(answer: str) -> str:
     """Canonical spelling of an answer (still LaTeX-ish; single spaces)."""
-    s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer)
+    # Whitespace runs are collapsed first and after every step that makes spaces: several patterns
+    # below start with \s*, which is quadratic on a long run of spaces.
+    s = _SPACES_RE.sub(" ", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer))
     s = _strip_wrappers(s)
     s = _THIN_THOUSANDS_RE.sub("", s)
     s = _DROP_RE.sub("", s)
-    s = _SPACE_CMD_RE.sub(" ", s)
+    s = _SPACES_RE.sub(" ", _SPACE_CMD_RE.sub(" ", s))
     for pat, rep in _RENAME:
         s = pat.sub(rep, s)
     s = _DOLLAR_RE.sub("", s)
@@ -182,7 +184,7 @@ def normalize(answer: str) -> str:
     s = _INFTY_RE.sub(r"\\infty", s)
     s = _TEXT_CONNECTOR_RE.sub(", ", s)
     s = _drop_units(s.strip())
-    s = _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s)
+    s = _SPACES_RE.sub(" ", _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s))
     for pat, rep in _PLAIN_FIX_RE + _FIX_FRAC_RE:
         s = pat.sub(rep, s)
     s = _SLASH_FRAC_RE.sub(r"\\frac{\1}{\2}", s)
