@@ -16,6 +16,7 @@ from typing import Any
 
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
+from ssb_plugin.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 from ssb_plugin.record import (
     REQUIRED_FIELDS,
     Manifest,
@@ -27,7 +28,6 @@ from ssb_plugin.record import (
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
-IDS, LOGPROBS = "ssb_topk_ids", "ssb_topk_logprobs"
 PLUGIN = "ssb_plugin.SSBPlugin"
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 PAD_ID = -1  # a padded top-k slot (rows narrower than the widest k, or positions without a target)
+IDS, LOGPROBS = "ssb_topk_ids", "ssb_topk_logprobs"  # the batch keys of the teacher targets
 
 
 def _logits_fp32(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -152,3 +153,68 @@ def topk_distill_sums(
         float(ce_weight),
         int(chunk_size),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Model -> loss (used by the trainer and the benchmark; no Axolotl import)
+
+
+def resolve_lm_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The output projection module (PEFT, DDP and multimodal wrappers unwrapped)."""
+    base = model
+    for attr in ("module", "_orig_mod"):  # DDP / torch.compile
+        base = getattr(base, attr, base)
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    emb = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if emb is not None:
+        return emb
+    if hasattr(base, "lm_head"):
+        return base.lm_head
+    raise AttributeError(f"no lm_head / output embeddings found on {type(model).__name__}")
+
+
+def lm_head_params(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of the lm_head; a LoRA-wrapped head is not supported (its delta would be ignored)."""
+    if hasattr(head, "base_layer") and hasattr(head, "lora_A"):
+        raise NotImplementedError(
+            "a LoRA adapter on lm_head is not supported by the SSB loss (it reads the head's weight directly); "
+            "drop lm_head from lora_target_modules"
+        )
+    return head.weight, getattr(head, "bias", None)
+
+
+def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk_size):
+    """Run the model and return (loss_sum, kd_sum, ce_sum, n_answer_tokens, outputs). `inputs` is consumed."""
+    t_ids = inputs.pop(IDS)
+    t_lps = inputs.pop(LOGPROBS)
+    labels = inputs.pop("labels")
+    inputs.pop("num_items_in_batch", None)
+    outputs = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False, return_dict=True)
+    hidden = outputs.hidden_states[-1]  # post-norm final hidden states, [B, S, H]
+    mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
+    h = hidden[:, :-1][mask]
+    ids = t_ids[:, :-1][mask]
+    lps = t_lps[:, :-1][mask]
+    targets = labels[:, 1:][mask]
+    if ids.numel() and not bool((ids != PAD_ID).any(-1).all()):
+        raise ValueError(
+            "an answer position has no teacher target: labels and ssb_topk_* are misaligned "
+            "(was the batch built by ssb_plugin.collator.SSBDataCollator?)"
+        )
+    weight, bias = lm_head_params(resolve_lm_head(model))
+    loss_sum, kd_sum, ce_sum = topk_distill_sums(
+        h,
+        weight,
+        ids,
+        lps,
+        labels=targets,
+        bias=bias,
+        temperature=temperature,
+        kd_weight=kd_weight,
+        ce_weight=ce_weight,
+        chunk_size=chunk_size,
+    )
+    if h.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe), no NaN
+        loss_sum = loss_sum + hidden.sum() * 0.0
+    return loss_sum, kd_sum, ce_sum, int(mask.sum()), outputs
