@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .compare import compare_answers
+from .compare import balanced, compare_answers
 from .extract import MAX_ANSWER_CHARS, extract_answer, last_boxed
 from .leaves import fast_leaf_equal
 from .pool import WorkerError, WorkerTimeout, get_pool
@@ -71,6 +71,8 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
             pass
         except RecursionError:
             pass
+        if not (balanced(pred) and balanced(gold)):
+            return False, "mismatch"  # cut-off LaTeX: not worth a parser's time, never equal
         deadline = start + max(0.0, DEFAULT_TIMEOUT if timeout is None else float(timeout))
         resp = get_pool().call({"pred": pred, "gold": gold}, deadline)
         if "eq" in resp:
@@ -78,7 +80,7 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
         return False, "error"
     except WorkerTimeout:
         return False, "timeout"
-    except (WorkerError, Exception):
+    except (WorkerError, Exception):  # noqa: B014 - WorkerError named for the reader
         return False, "error"
 
 

@@ -27,3 +27,8 @@ def _is_relation(s: str) -> bool:
     if "," in s or "\\cup" in s or "\\in" in s:
         return False
     return len(_RELATION_RE.findall(s)) == 1
+
+
+def balanced(s: str) -> bool:
+    """Brackets pair up (interval brackets may pair "(" with "]", so they are counted together)."""
+    return s.count("{") == s.count("}") and s.count("(") + s.count("[") == s.count(")") + s.count("]")
