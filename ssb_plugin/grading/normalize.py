@@ -88,6 +88,8 @@ _DEGREE_RE = re.compile(
     r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])|°"
     r"|\\text\{\s*degrees?\s*\}|\bdegrees?\b)"
 )
+# An angle in degrees inside a trig function is converted to radians: \sin 30° = \sin(\pi/6).
+_TRIG_DEGREES_RE = re.compile(r"(\\(?:sin|cos|tan|cot|sec|csc)\s*\(?\s*)(\d+(?:\.\d+)?)\s*°")
 _DOLLAR_RE = re.compile(r"\\\$|\$")
 _INFTY_RE = re.compile(r"\\infinity|\binfinity\b|\binf\b")
 _TEXT_RE = re.compile(r"\\text\s*\{([^{}]*)\}")
@@ -181,6 +183,7 @@ def normalize(answer: str) -> str:
     s = _DOLLAR_RE.sub("", s)
     s = _PERCENT_RE.sub("%", s)
     s = _DEGREE_RE.sub("°", s)
+    s = _TRIG_DEGREES_RE.sub(r"\1\\frac{\2\\pi}{180}", s)
     s = _INFTY_RE.sub(r"\\infty", s)
     s = _TEXT_CONNECTOR_RE.sub(", ", s)
     s = _drop_units(s.strip())

@@ -51,6 +51,8 @@ _VARTUPLE_RE = re.compile(rf"^\(\s*{_VAR}(?:\s*,\s*{_VAR})+\s*\)$")
 _IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
 _MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
 _REL_RE = re.compile(r"\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|<|>")
+_PM_RE = re.compile(r"\\pm(?![a-zA-Z])")
+_SET_BUILDER_RE = re.compile(rf"^{_VAR}\s*(?:\\mid|\||:)\s*(.+)$")
 _INF = ("\\infty", "+\\infty", "-\\infty", "infty")
 
 
@@ -232,6 +234,9 @@ def parse(s: str, depth: int = 0) -> Node:
         o, inner, c = outer
         items = _split_top(inner, ",;") if inner else []
         if o == "{":
+            builder = _SET_BUILDER_RE.match(inner)
+            if builder:  # \{x \mid x > 2\}: the set the condition describes
+                return parse(builder.group(1), depth + 1)
             return Node("set", items=_items(items, depth))
         if len(items) > 1:
             return Node("seq", items=tuple(parse(p, depth + 1) for p in items[:_MAX_ITEMS]), open=o, close=c)
@@ -246,6 +251,9 @@ def parse(s: str, depth: int = 0) -> Node:
         a, b = pm
         plus = f"{a}+{b}" if a else b
         minus = f"{a}-({b})" if a else f"-({b})"
+        return Node("list", items=(Node("leaf", text=plus), Node("leaf", text=minus)))
+    if len(_PM_RE.findall(s)) == 1:  # a \pm inside a group: \frac{-1 \pm \sqrt5}{2}
+        plus, minus = _PM_RE.sub("+", s), _PM_RE.sub("-", s)
         return Node("list", items=(Node("leaf", text=plus), Node("leaf", text=minus)))
     return Node("leaf", text=s)
 
