@@ -231,9 +231,16 @@ def main() -> None:
 
             def __torch_dispatch__(self, func, types, a=(), kw=None):
                 out = func(*a, **(kw or {}))
+                # views (expand, transpose) of an input allocate nothing: only new storage counts
+                inputs = {
+                    x.untyped_storage().data_ptr()
+                    for x in torch.utils._pytree.tree_leaves((a, kw))
+                    if isinstance(x, torch.Tensor)
+                }
                 for t in out if isinstance(out, (tuple, list)) else [out]:
                     if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == cfg.vocab_size:
-                        self.shapes.append(tuple(t.shape))
+                        if t.untyped_storage().data_ptr() not in inputs:
+                            self.shapes.append(tuple(t.shape))
                 return out
 
         with VocabTensors() as mode:

@@ -162,9 +162,13 @@ class _LargestTensor(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # views (expand, transpose) of an input allocate nothing: only new storage counts
+        leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+        inputs = {x.untyped_storage().data_ptr() for x in leaves if isinstance(x, torch.Tensor)}
         for t in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[-1] == self.vocab:
-                self.shapes.append(tuple(t.shape))
+                if t.untyped_storage().data_ptr() not in inputs:
+                    self.shapes.append(tuple(t.shape))
         return out
 
 
