@@ -116,6 +116,8 @@ EQUIVALENT = [
     ("12 \\text{ cm}^2", "12"),
     ("5 \\text{ inches}", "5"),
     ("18 dollars", "18"),
+    ("60 \\text{ km/h}", "60"),
+    ("9.8 m/s^2", "9.8"),
     ("\\text{5}", "5"),
     # dollars
     ("\\$18.90", "18.9"),
@@ -201,6 +203,7 @@ EQUIVALENT = [
     ("\\textbf{(E)}", "E"),
     ("(A) 5", "A"),
     ("A)", "\\text{(A)}"),
+    ("B", "\\text{(B) } 12"),
     # text answers
     ("Evelyn", "\\text{Evelyn}"),
     ("\\text{east}", "East"),
@@ -306,7 +309,7 @@ def test_not_equivalent(pred, gold):
 @pytest.mark.parametrize("pred,gold", [p for p in EQUIVALENT if "####" not in p[1] and "boxed" not in p[1]])
 def test_equivalence_symmetric_where_conventions_are(pred, gold):
     # Equivalence is symmetric except for the one-way conventions (approximations, gold solutions).
-    if pred.startswith(("0.333333", "0.6666667", "3.141592", "(A) 5", "A)", "(c)", "(2, 1)")):
+    if pred.startswith(("0.333333", "0.6666667", "3.141592", "(A) 5", "A)", "B", "(c)", "(2, 1)")):
         pytest.skip("approximations and choice letters are one-way conventions")
     assert is_equivalent(gold, pred), (gold, pred)
 

@@ -24,6 +24,7 @@ APPROX_MIN_DECIMALS = 6
 
 _CHOICE_RE = re.compile(r"^\(?([A-J])\)?$")
 _CHOICE_PRED_RE = re.compile(r"^\(?([A-Ja-j])\)(?:\s|$)|^([A-Ja-j])$|^([A-J])[.:]\s")
+_CHOICE_WITH_VALUE_RE = re.compile(r"^\(([A-J])\)\s+\S")
 _LATEX_CMD_RE = re.compile(r"\\[a-zA-Z]+")
 _WORD_RE = re.compile(r"[a-zA-Z]{3,}")
 _MATH_NAMES = frozenset(
@@ -83,6 +84,15 @@ def _text_key(s: str) -> str:
     return _TEXT_PUNCT_RE.sub(" ", _LATEX_CMD_RE.sub(" ", s).lower()).strip()
 
 
+def _gold_choice(gold: str) -> str | None:
+    """The letter of a multiple-choice gold: ``C``, ``(C)``, or ``(C) 12`` (letter and value)."""
+    gold = gold.strip()
+    if _CHOICE_RE.match(gold):
+        return gold.strip("()")
+    m = _CHOICE_WITH_VALUE_RE.match(gold)
+    return m.group(1) if m else None
+
+
 def choice_letter(s: str) -> str | None:
     m = _CHOICE_PRED_RE.match(s.strip())
     if m is None:
@@ -98,10 +108,11 @@ def fast_leaf_equal(pred: str, gold: str) -> bool:
     g_core, g_pct, _ = split_marker(gold)
     if compact(p_core) == compact(g_core) and p_core:
         return True
-    if _CHOICE_RE.match(g_core.strip()):
+    g_letter = _gold_choice(g_core)
+    if g_letter is not None:
         letter = choice_letter(p_core)
         if letter is not None:
-            return letter == g_core.strip().strip("()")
+            return letter == g_letter
     pv, gv = parse_number(p_core), parse_number(g_core)
     if pv is not None and gv is not None:
         return numbers_equal(p_core, pv, p_pct, g_core, gv, g_pct)

@@ -95,9 +95,9 @@ _INFTY_RE = re.compile(r"\\infinity|\binfinity\b|\binf\b")
 _TEXT_RE = re.compile(r"\\text\s*\{([^{}]*)\}")
 _TEXT_CONNECTOR_RE = re.compile(r"\s*\\text\{\s*,?\s*(?:and|or)\s*\}\s*|,?\s+(?:and|or)\s+", re.IGNORECASE)
 # A unit: a trailing \text{...} (optionally squared/cubed) after something numeric-looking.
-_TEXT_UNIT_RE = re.compile(r"(?<=[\d}%°)a-zA-Z])\s*\\text\{\s*[a-zA-Z][a-zA-Z .]*\}(?:\^\{?\d\}?)?\s*$")
+_TEXT_UNIT_RE = re.compile(r"(?<=[\d}%°)a-zA-Z])\s*\\text\{\s*[a-zA-Z][a-zA-Z ./]*\}(?:\^\{?\d\}?)?\s*$")
 # Plain unit words after a number ("18 dollars", "12 square units").
-_WORD_UNIT_RE = re.compile(r"^(.*[\d}%°])\s+([a-zA-Z][a-zA-Z.]+(?:\s+[a-zA-Z.]+)*)(?:\^\{?\d\}?)?$")
+_WORD_UNIT_RE = re.compile(r"^(.*[\d}%°])\s+([a-zA-Z][a-zA-Z./]+(?:\s+[a-zA-Z./]+)*)(?:\^\{?\d\}?)?$")
 _MATH_WORDS = frozenset({"pi", "and", "or", "sqrt", "infty", "i", "e", "cis"})
 _FIX_FRAC_RE = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
@@ -163,8 +163,10 @@ def _drop_word_units(s: str) -> str:
     m = _WORD_UNIT_RE.match(s)
     if m is None:
         return s
-    words = m.group(2).lower().replace(".", " ").split()
-    if any(w in _MATH_WORDS or len(w) < 2 for w in words):
+    unit = m.group(2).lower()
+    words = unit.replace(".", " ").replace("/", " ").split()
+    # A single letter is a variable ("5 x"), unless it is part of a rate ("m/s").
+    if any(w in _MATH_WORDS or (len(w) < 2 and "/" not in unit) for w in words):
         return s
     return m.group(1).rstrip()
 
