@@ -165,8 +165,8 @@ def _drop_word_units(s: str) -> str:
         return s
     unit = m.group(2).lower()
     words = unit.replace(".", " ").replace("/", " ").split()
-    # A single letter is a variable ("5 x"), unless it is part of a rate ("m/s").
-    if any(w in _MATH_WORDS or (len(w) < 2 and "/" not in unit) for w in words):
+    # A single letter is a variable ("5 x", "2 x/y"), unless it is a unit letter in a rate ("m/s").
+    if any(w in _MATH_WORDS or (len(w) < 2 and ("/" not in unit or w not in "mshgl")) for w in words):
         return s
     return m.group(1).rstrip()
 
