@@ -272,8 +272,8 @@ NOT_EQUIVALENT = [
     ("x < 2", "(2,\\infty)"),
     ("x > -1", "x < 1"),
     ("x \\ge 5", "x \\le 5"),
-    ("2x + z = 1", "1"),
-    ("2 x/y", "2"),  # letters after a number are units only when they look like units  # a left side that is not a name is part of the answer
+    ("2x + z = 1", "1"),  # a left side that is not a name is part of the answer
+    ("2 x/y", "2"),  # letters after a number are units only when they look like units
     ("1, 2, 3, \\ldots", "1, 2, 3"),
     ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}"),
     ("(1, 2)", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
