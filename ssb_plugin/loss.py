@@ -79,9 +79,9 @@ class _TopKDistill(torch.autograd.Function):
             if not grads:
                 continue
             # dKL/dz = (sum_j p_j * softmax(z/T) - p) / T   (sum_j p_j is 1, or 0 for an empty row)
-            g = z.sub_(lse).exp_().mul_(p.sum(-1, keepdim=True))
-            g.scatter_add_(-1, safe_ids, -p)
-            g.mul_(kd_coef * inv_t)
+            scale = kd_coef * inv_t
+            g = z.sub_(lse).exp_().mul_(p.sum(-1, keepdim=True) * scale)  # one pass: softmax * sum(p) * scale
+            g.scatter_add_(-1, safe_ids, p * -scale)
             if g_ce is not None:
                 g.add_(g_ce)
                 del g_ce
