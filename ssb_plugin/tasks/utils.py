@@ -12,7 +12,11 @@ from pathlib import Path
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
-from ssb_plugin.grading import grade, paper_match
+from ssb_plugin.grading import grade, paper_match, warmup
+
+# Start the grader's worker now, while lm-eval loads the model: each grade() call has a hard 2 s
+# bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
+warmup()
 
 # Offline switch: a directory holding the local JSONL copies named in each YAML (`local_file`).
 DATA_DIR_ENV = "SSB_DATA_DIR"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole SSB pipeline on the embedded default model (SmolLM2-135M-Instruct), offline, on CPU:
+#   easy problems -> ssb-curate (vLLM) -> axolotl train (CPU recipe) -> lm_eval base and SSB -> report.md
+#
+# Usage: scripts/run_pipeline.sh [RUN_DIR]        (default runs/demo; `make demo` calls this)
+# Knobs (environment): SSB_DEMO_PROBLEMS (48), SSB_DEMO_EVAL_LIMIT (20), SSB_DEMO_TASKS
+# (ssb_gsm8k,ssb_math500), SSB_DEMO_GEN_TOKS (256), SSB_DATA_DIR (local eval data; default
+# ../shared/data when it exists), SSB_MODEL (default: the embedded model), SSB_CURATE_BACKEND (vllm).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUN=$(mkdir -p "${1:-runs/demo}" && cd "${1:-runs/demo}" && pwd)
+N_PROBLEMS=${SSB_DEMO_PROBLEMS:-48}
+EVAL_LIMIT=${SSB_DEMO_EVAL_LIMIT:-20}
+TASKS=${SSB_DEMO_TASKS:-ssb_gsm8k,ssb_math500}
+GEN_TOKS=${SSB_DEMO_GEN_TOKS:-256}
+BACKEND=${SSB_CURATE_BACKEND:-vllm}
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1}
+export AXOLOTL_DO_NOT_TRACK=1 DO_NOT_TRACK=1 VLLM_NO_USAGE_STATS=1 TOKENIZERS_PARALLELISM=false
+export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
+export PATH="$ROOT/.venv/bin:$PATH"  # axolotl's launcher execs `accelerate` from PATH
+if [ -z "${SSB_DATA_DIR:-}" ] && [ -d "$ROOT/../shared/data" ]; then export SSB_DATA_DIR=$ROOT/../shared/data; fi
+
+TIMINGS=$RUN/timings.tsv
+: > "$TIMINGS"
+t_start=$SECONDS
+stage() {  # stage NAME CMD...: run a step with a banner and record its wall time
+  local name=$1; shift
+  echo; echo "==> [$(date +%T)] $name"
+  local t0=$SECONDS
+  "$@"
+  printf '%s\t%s\n' "$name" "$((SECONDS - t0))" >> "$TIMINGS"
+}
+
+stage setup bash scripts/setup_env.sh all
+MODEL=${SSB_MODEL:-$(.venv/bin/python -m ssb_plugin.embedded)}
+echo "model: $MODEL"; echo "run dir: $RUN"
+
+stage problems .venv/bin/python -m ssb_plugin.curate.easy "$RUN/problems.jsonl" "$N_PROBLEMS" 0
+
+# SmolLM2 rarely writes \boxed{}: the last-number fallback is on for this demo (off by default).
+curate_venv=.venv-vllm; [ "$BACKEND" = vllm ] || curate_venv=.venv
+stage curate "$curate_venv/bin/ssb-curate" --model "$MODEL" --data "$RUN/problems.jsonl" --out "$RUN/curated" \
+  --backend "$BACKEND" --answer-fallback --num-rollouts 4 --rollout-max-tokens 128 --teacher-max-tokens 512 \
+  --max-model-len 2048 --overwrite
+
+# The CPU recipe, pointed at this run's model, data and output directories.
+.venv/bin/python - "$RUN" "$MODEL" <<'PY'
+import sys, yaml
+run, model = sys.argv[1:]
+cfg = yaml.safe_load(open("recipes/ssb_smollm2_cpu.yml"))
+cfg["base_model"] = model
+cfg["datasets"][0]["path"] = f"{run}/curated"
+cfg["dataset_prepared_path"] = f"{run}/prepared"
+cfg["output_dir"] = f"{run}/lora"
+yaml.safe_dump(cfg, open(f"{run}/train.yml", "w"), sort_keys=False)
+PY
+rm -rf "$RUN/prepared"
+stage train timeout 3600 .venv/bin/axolotl train "$RUN/train.yml"
+
+evaluate() {  # evaluate NAME MODEL_ARGS
+  timeout 3600 .venv/bin/lm_eval --model hf --model_args "$2" --include_path "$ROOT/tasks" --tasks "$TASKS" \
+    --limit "$EVAL_LIMIT" --apply_chat_template --batch_size 8 --gen_kwargs "max_gen_toks=$GEN_TOKS" \
+    --output_path "$RUN/eval/$1" --log_samples
+}
+stage eval_base evaluate base "pretrained=$MODEL,dtype=float32"
+stage eval_ssb evaluate ssb "pretrained=$MODEL,dtype=float32,peft=$RUN/lora"
+
+printf '%s\t%s\n' total "$((SECONDS - t_start))" >> "$TIMINGS"
+.venv/bin/python - "$TIMINGS" "$RUN/timings.json" <<'PY'
+import json, sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
+json.dump({k: float(v) for k, v in rows}, open(sys.argv[2], "w"), indent=2)
+PY
+.venv/bin/python -m ssb_plugin.report --out "$RUN/report.md" --curated "$RUN/curated" --train "$RUN/lora" \
+  --eval "base=$RUN/eval/base" --eval "ssb=$RUN/eval/ssb" --timings "$RUN/timings.json"
+echo; echo "==> done in $((SECONDS - t_start)) s: $RUN/report.md"
