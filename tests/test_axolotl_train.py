@@ -177,7 +177,8 @@ def test_sft_config_plus_two_additions_trains_with_real_cli(tiny_model_dir, tmp_
     for x in train:  # ce_weight 0: the loss is exactly the KD term
         assert float(x["loss"]) == pytest.approx(float(x["ssb_kd"]), rel=1e-3)
         assert float(x["ssb_ce"]) > 0 and int(x["ssb_answer_tokens"]) > 0
-    assert evals and float(evals[-1]["eval_loss"]) == pytest.approx(float(evals[-1]["eval_ssb_kd"]), rel=1e-3)
+    # eval_loss is HF's mean of per-batch losses, eval_ssb_kd is per answer token over all batches
+    assert evals and float(evals[-1]["eval_loss"]) == pytest.approx(float(evals[-1]["eval_ssb_kd"]), rel=0.05)
     _check_adapter(tiny_model_dir, tmp_path / "out-ssb")
 
 

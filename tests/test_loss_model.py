@@ -217,3 +217,54 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
     assert scale > 1e-3
     assert diff <= 1e-5 * scale + 1e-7, f"update differs by {diff} (scale {scale})"
     assert loss22 == pytest.approx(loss4, rel=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, tok, curated):
+    from peft import LoraConfig, get_peft_model
+
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    results = []
+    for ckpt in (False, True):
+        model = get_peft_model(
+            _model(tiny_model_dir), LoraConfig(r=4, lora_alpha=4, target_modules="all-linear")
+        )
+        for name, prm in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.constant_(prm, 0.01)
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+            model.enable_input_require_grads()
+        model.train()
+        loss, _, _, n, _ = _loss(model, batch)
+        (loss / n).backward()
+        results.append(
+            (loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad})
+        )
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    for k, g in results[0][1].items():
+        torch.testing.assert_close(results[1][1][k], g, rtol=1e-4, atol=1e-7)
+
+
+def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_path):
+    """HF drops dataset columns the model's forward does not name; the trainer must keep ssb_topk_*."""
+    from axolotl.core.training_args import AxolotlTrainingArguments
+    from datasets import load_dataset
+
+    from ssb_plugin.trainer import SSBTrainer
+
+    ds = SSBDatasetStrategy(tok, sequence_len=4096).wrap_dataset(load_dataset(str(curated), split="train"))
+    args = AxolotlTrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to=[], use_cpu=True, disable_tqdm=True,
+        remove_unused_columns=True,
+    )  # fmt: skip
+    collate = SSBDataCollator(tok)
+    trainer = SSBTrainer(
+        model=_model(tiny_model_dir), args=args, train_dataset=ds, eval_dataset=ds, data_collator=collate,
+        eval_data_collator=collate,
+    )  # fmt: skip
+    metrics = trainer.evaluate()
+    n = sum(len(r) for r in ds[IDS])
+    assert metrics["eval_ssb_answer_tokens"] == n
+    assert (
+        metrics["eval_loss"] == pytest.approx(metrics["eval_ssb_kd"], rel=1e-4) and metrics["eval_loss"] > 0
+    )
