@@ -20,15 +20,24 @@ PAD_ID = -1  # a padded top-k slot (rows narrower than the widest k, or position
 IDS, LOGPROBS = "ssb_topk_ids", "ssb_topk_logprobs"  # the batch keys of the teacher targets
 
 
-def _logits_fp32(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """h @ W^T (+ b) with an fp32 result, never materialising an fp32 copy of a half-precision W."""
+def _logits_fp32(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cache: dict
+) -> torch.Tensor:
+    """h @ W^T (+ b) with an fp32 result. Half-precision W: CUDA's mm with out_dtype (fp32 accumulate
+    and output, no fp32 copy of W); elsewhere one fp32 copy of W per loss call, kept in `cache`."""
     if weight.dtype == torch.float32:
         z = h.float() @ weight.t()
     else:
-        try:  # CUDA: bf16 inputs, fp32 accumulate *and* fp32 output
-            z = torch.mm(h.to(weight.dtype), weight.t(), out_dtype=torch.float32)
-        except (RuntimeError, TypeError, NotImplementedError):
-            z = h.float() @ weight.t().float()  # other backends: transient fp32 copy
+        z = None
+        if "w32" not in cache and weight.is_cuda:
+            try:
+                z = torch.mm(h.to(weight.dtype), weight.t(), out_dtype=torch.float32)
+            except (RuntimeError, TypeError, NotImplementedError):
+                z = None
+        if z is None:
+            if "w32" not in cache:
+                cache["w32"] = weight.float()
+            z = h.float() @ cache["w32"].t()
     if bias is not None:
         z = z + bias.float()
     return z
@@ -49,10 +58,13 @@ class _TopKDistill(torch.autograd.Function):
         ce_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grads = want_h or want_w or want_b
         inv_t = 1.0 / temperature
+        cache: dict = {}
         for s in range(0, n, chunk):
             e = min(s + chunk, n)
             h = hidden[s:e]
-            z = _logits_fp32(h, weight, bias)  # [c, V] fp32, the only vocab-sized buffer (two with CE grads)
+            z = _logits_fp32(
+                h, weight, bias, cache
+            )  # [c, V] fp32, the only vocab-sized buffer (two with CE grads)
             ids = topk_ids[s:e].long()
             valid = ids != PAD_ID
             safe_ids = ids.clamp_min(0)
