@@ -115,9 +115,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
                 "wrong_count": 1,
             }
         )
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    Dataset.from_list(rows, features=features()).to_parquet(str(out / SHARD))
-    Manifest(
+    manifest = Manifest(
         model=str(model_dir),
         tokenizer=tokenizer_fingerprint(tok),
         sampling={"teacher": {"temperature": 0.8, "top_k": 50, "max_new_tokens": max_new_tokens}},
@@ -125,7 +123,30 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
         k=width,
         counts={"kept": n},
         backend="tests.curated_fixture (transformers)",
-    ).save(out)
+    )
+    try:  # the curation CLI's own writer: same shard names, parquet encoding, dataset card
+        from ssb_plugin.curate.writer import OutputDir
+    except ImportError:
+        OutputDir = None
+    if OutputDir is not None:
+        import numpy as np
+
+        od = OutputDir(out)
+        od.prepare({"fixture": "tests.curated_fixture", "n": n, "k": width, "seed": seed})
+        arrays = [
+            {
+                **r,
+                "teacher_topk_ids": np.asarray(r["teacher_topk_ids"], dtype=np.int32),
+                "teacher_topk_logprobs": np.asarray(r["teacher_topk_logprobs"], dtype=np.float32),
+            }
+            for r in rows
+        ]
+        od.write_chunk(0, arrays, {"kept": n})
+        od.write_manifest(manifest)
+    else:
+        (out / "data").mkdir(parents=True, exist_ok=True)
+        Dataset.from_list(rows, features=features()).to_parquet(str(out / SHARD))
+        manifest.save(out)
     return out
 
 
