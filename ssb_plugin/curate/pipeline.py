@@ -32,6 +32,7 @@ class ChunkResult:
     counts: Counter = field(default_factory=Counter)
     timings: Counter = field(default_factory=Counter)
     stats: Counter = field(default_factory=Counter)
+    outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
 
 
 def resolve(cfg: CurateConfig) -> CurateConfig:
@@ -99,12 +100,14 @@ class Curator:
         for it in items:
             if isinstance(it, BadRow):
                 res.counts["bad_input"] += 1
+                res.outcomes[it.id] = "bad_input"
                 continue
             msgs = student_messages(it.question, cfg.system_prompt)
             ids = chat_prompt_ids(self.tok, msgs)
             budget = self._budget(len(ids), cfg.rollout_max_tokens)
             if budget is None:
                 res.counts["too_long"] += 1
+                res.outcomes[it.id] = "too_long"
                 continue
             todo.append((it, msgs, ids, budget))
         K = cfg.num_rollouts
@@ -140,6 +143,7 @@ class Curator:
             outcome, choice = choose(rollouts)
             if outcome:
                 res.counts[outcome] += 1
+                res.outcomes[p.id] = outcome
                 continue
             tmsgs = teacher_messages(
                 p.question,
@@ -151,6 +155,7 @@ class Curator:
             budget = self._budget(len(tids), cfg.teacher_max_tokens)
             if budget is None:
                 res.counts["too_long"] += 1
+                res.outcomes[p.id] = "too_long"
                 continue
             teacher_jobs.append((p, msgs, tmsgs, tids, rollouts, choice, budget))
         res.timings["grading_s"] += time.perf_counter() - t
@@ -181,6 +186,7 @@ class Curator:
                 cfg.leak_filter and leaks_hint(text),
             )
             res.counts[outcome] += 1
+            res.outcomes[p.id] = outcome
             if outcome != "kept":
                 continue
             assert g.topk_ids is not None and g.topk_ids.shape == (len(g.token_ids), cfg.topk)
@@ -335,6 +341,7 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         res = curator.run_chunk(part)
         t = time.perf_counter()
         info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}
+        info_c["outcomes"] = res.outcomes
         out.write_chunk(c, res.rows, info_c)
         info_c["timings"]["write_s"] = time.perf_counter() - t
         done[c] = info_c

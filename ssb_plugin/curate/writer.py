@@ -5,7 +5,7 @@ Layout:
     <out>/manifest.json              record.Manifest, rewritten after every chunk
     <out>/README.md                  dataset card; its YAML `configs` makes `load_dataset(<out>)` work
     <out>/.ssb-progress/run.json     the settings the directory was started with (resume must match)
-    <out>/.ssb-progress/chunk-XXXXX.json   a finished chunk: outcome counts, timings
+    <out>/.ssb-progress/chunk-XXXXX.json   a finished chunk: outcome counts, each problem's outcome, timings
 
 Crash safety: each file is written to a hidden temp name in the same directory and renamed into
 place; a chunk's progress file is renamed only after its shard is, so a chunk is either done

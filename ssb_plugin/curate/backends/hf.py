@@ -78,6 +78,8 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+        if getattr(cfg, "threads", None):
+            torch.set_num_threads(int(cfg.threads))
         self.device = _resolve_device(cfg.device)
         self.dtype = _resolve_dtype(cfg.dtype, self.device)
         self.batch_size = int(cfg.batch_size)
@@ -113,6 +115,7 @@ class TransformersBackend:
             "device": self.device,
             "dtype": str(self.model.dtype),
             "batch_size": self.batch_size,
+            "threads": torch.get_num_threads(),
         }
 
     def generate(self, requests: list[Request], desc: str = "generate") -> list[Generation]:
