@@ -201,7 +201,8 @@ def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk
     t_ids = inputs.pop(IDS)
     t_lps = inputs.pop(LOGPROBS)
     labels = inputs.pop("labels")
-    inputs.pop("num_items_in_batch", None)
+    for stray in ("num_items_in_batch", "length"):  # loss kwarg / packing bookkeeping, not forward inputs
+        inputs.pop(stray, None)
     outputs = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False, return_dict=True)
     hidden = outputs.hidden_states[-1]  # post-norm final hidden states, [B, S, H]
     mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
