@@ -268,3 +268,32 @@ def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_p
     assert (
         metrics["eval_loss"] == pytest.approx(metrics["eval_ssb_kd"], rel=1e-4) and metrics["eval_loss"] > 0
     )
+
+
+def test_qlora_4bit_gradients_reach_only_lora(tiny_model_dir, tok, curated):
+    """QLoRA: 4-bit base linears (bitsandbytes, CPU backend here), LoRA on top; the head stays unquantised."""
+    pytest.importorskip("bitsandbytes")
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32, bnb_4bit_quant_type="nf4")
+    try:
+        base = AutoModelForCausalLM.from_pretrained(
+            tiny_model_dir, quantization_config=q, dtype=torch.float32
+        )
+    except Exception as e:  # a bitsandbytes build without this device's 4-bit kernels
+        pytest.skip(f"bitsandbytes 4-bit unavailable here: {e}")
+    assert type(base.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    model = get_peft_model(
+        prepare_model_for_kbit_training(base, use_gradient_checkpointing=False),
+        LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", lora_dropout=0.0),
+    )
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    loss, _, _, n, _ = _loss(model, batch)
+    (loss / n).backward()
+    assert torch.isfinite(loss) and loss.item() > 0
+    for k, p in model.named_parameters():
+        if p.requires_grad:
+            assert "lora_" in k and p.grad is not None and torch.isfinite(p.grad).all(), k
+        else:
+            assert p.grad is None, k
