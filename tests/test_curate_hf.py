@@ -143,7 +143,8 @@ def test_kill9_then_resume_equals_uninterrupted(reference_run, smollm2_dir, easy
     proc.wait()
     stamp = first.stat().st_mtime_ns
     assert not (out / ".ssb-progress" / "chunk-00001.json").exists(), "killed too late to test resume"
-    assert not json.loads((out / "manifest.json").read_text())["extra"]["complete"]
+    if (out / "manifest.json").exists():  # the kill may land before the first manifest write
+        assert not json.loads((out / "manifest.json").read_text())["extra"]["complete"]
 
     rerun = subprocess.run(
         _cmd(smollm2_dir, easy_data, out), env=_env(), capture_output=True, text=True, timeout=900
