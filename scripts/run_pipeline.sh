@@ -53,6 +53,9 @@ cfg["base_model"] = model
 cfg["datasets"][0]["path"] = f"{run}/curated"
 cfg["dataset_prepared_path"] = f"{run}/prepared"
 cfg["output_dir"] = f"{run}/lora"
+# A demo set holds a handful of records: take the paper's 3 epochs in single-record steps so the
+# training curves have points to show.
+cfg.update(num_epochs=3, micro_batch_size=1, gradient_accumulation_steps=1)
 yaml.safe_dump(cfg, open(f"{run}/train.yml", "w"), sort_keys=False)
 PY
 rm -rf "$RUN/prepared"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-LOG_FILE = "ssb_log_history.jsonl"
+from ssb_plugin.training_log import append_log, start_log
 
 
 class LogHistoryCallback(TrainerCallback):
@@ -19,23 +18,12 @@ class LogHistoryCallback(TrainerCallback):
     """
 
     def __init__(self, output_dir: str | Path):
-        self.path = Path(output_dir) / LOG_FILE
-        self._started = False
+        self.output_dir = Path(output_dir)
+        self.path: Path | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if not self._started:  # a new run starts a new file
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("")
-            self._started = True
-        entry = {"step": state.global_step, "epoch": state.epoch, **logs}
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry, default=float) + "\n")
-
-
-def read_log_history(output_dir: str | Path) -> list[dict]:
-    path = Path(output_dir) / LOG_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if self.path is None:  # a new run starts a new file
+            self.path = start_log(self.output_dir)
+        append_log(self.path, {"step": state.global_step, "epoch": state.epoch, **logs})

@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ssb_plugin.callbacks import read_log_history
-from ssb_plugin.record import Manifest
+from ssb_plugin.record import OUTCOMES, Manifest
+from ssb_plugin.training_log import read_log_history
 
 SECTIONS = ("## Accuracy", "## Curation", "## Training", "## Timings")
 
@@ -52,6 +52,14 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _count_rows(counts: dict[str, int]) -> list[list]:
+    """Outcomes in pipeline order (kept first), any others after, then the total."""
+    names = [k for k in OUTCOMES if k in counts] + sorted(
+        k for k in counts if k not in OUTCOMES and k != "total"
+    )
+    return [[k, counts[k]] for k in names] + [["total", sum(counts[k] for k in names)]]
 
 
 def plot_training(history: list[dict], png: Path) -> list[str]:
@@ -113,7 +121,7 @@ def build_report(
         parts += [
             f"Model `{m.model}`, backend `{m.backend}`, k = {m.k}, seed {m.seed}.",
             "",
-            markdown_table(["outcome", "problems"], [[k, v] for k, v in m.counts.items()]),
+            markdown_table(["outcome", "problems"], _count_rows(m.counts)),
             "",
         ]
         if m.timings:
