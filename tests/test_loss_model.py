@@ -297,3 +297,32 @@ def test_qlora_4bit_gradients_reach_only_lora(tiny_model_dir, tok, curated):
             assert "lora_" in k and p.grad is not None and torch.isfinite(p.grad).all(), k
         else:
             assert p.grad is None, k
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_match_single_process(tiny_model_dir, curated, tmp_path):
+    """Data parallel (torchrun, 2 CPU ranks over gloo, micro-batch 2 each) == 1 process, micro-batch 4:
+    the loss is normalised by the global answer-token count (average_tokens_across_devices)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    helper = Path(__file__).with_name("ddp_step.py")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    runs = {
+        "ddp": [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(helper)],
+        "single": [sys.executable, str(helper)],
+    }
+    for name, cmd in runs.items():
+        mb = "2" if name == "ddp" else "4"
+        proc = subprocess.run(
+            [*cmd, str(tiny_model_dir), str(curated), str(tmp_path / f"{name}.pt"), mb],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ddp, single = torch.load(tmp_path / "ddp.pt"), torch.load(tmp_path / "single.pt")
+    scale = max(v.abs().max().item() for v in single.values())
+    diff = max((single[k] - ddp[k]).abs().max().item() for k in single)
+    assert scale > 1e-3 and diff <= 1e-5 * scale + 1e-7, f"DDP update differs by {diff} (scale {scale})"
