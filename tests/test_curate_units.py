@@ -294,3 +294,58 @@ def test_push_to_hub_uploads_only_the_set(tmp_path):
         ".ssb-progress/*" not in calls[1][1]["allow_patterns"]
         and "data/*.parquet" in calls[1][1]["allow_patterns"]
     )
+
+
+# ---------------------------------------------------------------------------- sharding and merge
+
+
+def test_chunk_plan_splits_chunks_round_robin(tmp_path):
+    from ssb_plugin.curate.pipeline import chunk_plan
+
+    items = list(range(10))
+    plans = []
+    for i in range(3):
+        cfg = CurateConfig.build({}, out=str(tmp_path / "o"), chunk_size=2, shard=f"{i}/3")
+        plans.append(chunk_plan(items, cfg))
+    assert [[c for c, _ in p] for p in plans] == [[0, 3], [1, 4], [2]]
+    assert sorted(x for p in plans for _, part in p for x in part) == items  # a partition, nothing lost
+
+
+def _shard_run(root, shard, chunks, counts, settings):
+    from ssb_plugin.curate.writer import OutputDir
+    from ssb_plugin.record import Manifest
+
+    out = OutputDir(root)
+    out.prepare({"s": 1})
+    for c in chunks:
+        out.write_chunk(c, [_fake_row(c)], {"counts": {"kept": 1}})
+    m = Manifest(
+        model="m",
+        counts=counts,
+        timings={"rollout_generate_s": 1.0},
+        source={"shard": shard},
+        extra={"complete": True, "settings": settings, "stats": {"kept_tokens": 5 * len(chunks)}},
+    )
+    out.write_manifest(m)
+    return root
+
+
+def test_merge_sums_counts_and_collects_shards(tmp_path):
+    import datasets
+
+    from ssb_plugin.curate.merge import merge
+
+    a = _shard_run(tmp_path / "a", "0/2", [0, 2], {"kept": 2, "no_correct": 3}, {"seed": 0})
+    b = _shard_run(tmp_path / "b", "1/2", [1], {"kept": 1, "no_correct": 1}, {"seed": 0})
+    m = merge([str(a), str(b)], str(tmp_path / "m"))
+    assert m.counts == {"kept": 3, "no_correct": 4}
+    assert m.timings["rollout_generate_s"] == 2.0 and m.extra["stats"]["kept_tokens"] == 15
+    ds = datasets.load_dataset(str(tmp_path / "m"), split="train")
+    assert sorted(ds["id"]) == ["x:0", "x:1", "x:2"]
+    with pytest.raises(ConfigError, match="not empty"):
+        merge([str(a), str(b)], str(tmp_path / "m"))
+    c = _shard_run(tmp_path / "c", "1/2", [1], {"kept": 1}, {"seed": 1})
+    with pytest.raises(ConfigError, match="other settings.*seed"):
+        merge([str(a), str(c)], str(tmp_path / "m2"))
+    with pytest.raises(ConfigError, match="distinct shards"):
+        merge([str(a), str(a)], str(tmp_path / "m3"))
