@@ -7,6 +7,7 @@ class; the trainer, collator and loss (torch-heavy) load inside the hooks that n
 from __future__ import annotations
 
 import logging
+import os
 
 from axolotl.integrations.base import BasePlugin
 
@@ -21,6 +22,27 @@ class SSBPlugin(BasePlugin):
 
     def register(self, cfg):
         LOG.info("SSBPlugin registered (dataset type: ssb_plugin.dataset)")
+        if _cpu_multiprocess_env():
+            # accelerate treats a CPU-only multi-process launch as one process unless told it is a
+            # CPU run; this must be set before its process state first initialises.
+            os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+    def load_datasets(self, cfg, preprocess: bool = False):
+        # The first hook that sees the normalised config before the model loads (the default
+        # dataset loader still runs: we return None). Axolotl maps every multi-process run to the
+        # device index LOCAL_RANK, which exists only on accelerators; on a CPU-only host (gloo DDP,
+        # e.g. checking a launcher before renting GPUs) load the model on the CPU instead.
+        if _cpu_multiprocess(cfg):
+            LOG.info("SSBPlugin: no accelerator; %s-process training loads the model on CPU", cfg.world_size)
+            cfg.device_map = {"": "cpu"}
+        return None
+
+    def get_training_args(self, cfg):
+        # Without use_cpu, HF leaves a CPU-only multi-process run undistributed (every rank trains
+        # alone on all the data); with it, accelerate wraps the model in DDP over gloo.
+        if _cpu_multiprocess(cfg):
+            return {"use_cpu": True, "ddp_backend": "gloo"}
+        return None
 
     def get_trainer_cls(self, cfg):
         from ssb_plugin.trainer import SSBTrainer
@@ -48,3 +70,32 @@ class SSBPlugin(BasePlugin):
             cfg.ssb_chunk_size,
             cfg.ssb_topk or "all stored",
         )
+        if trainer.args.world_size > 1:
+            LOG.info(
+                "SSB distributed: world_size=%s parallel_mode=%s backend=%s",
+                trainer.args.world_size,
+                trainer.args.parallel_mode.value,
+                trainer.accelerator.distributed_type.value,
+            )
+
+
+def _cpu_multiprocess(cfg) -> bool:
+    """A multi-process launch (torchrun / accelerate) on a host without any accelerator."""
+    import torch
+
+    return (cfg.world_size or 1) > 1 and not torch.cuda.is_available() and not _has_other_accelerator()
+
+
+def _cpu_multiprocess_env() -> bool:
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return world > 1 and not torch.cuda.is_available() and not _has_other_accelerator()
+
+
+def _has_other_accelerator() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()) or bool(
+        getattr(torch, "npu", None) and torch.npu.is_available()
+    )
