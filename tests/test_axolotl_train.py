@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from axolotl_cpu import CPU_KEYS
 from curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
@@ -40,17 +41,6 @@ ENV = {
     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     # the launcher execs `accelerate` from PATH: the venv running the tests must come first
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-}
-CPU_KEYS = {  # notes/environment.md: required on CPU
-    "lora_mlp_kernel": False,
-    "lora_qkv_kernel": False,
-    "lora_o_kernel": False,
-    "lora_embedding_kernel": False,
-    "bf16": False,
-    "fp16": False,
-    "tf32": False,
-    "flash_attention": False,
-    "xformers_attention": False,
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from axolotl_cpu import CPU_KEYS
 from curated_fixture import cached_curated_set
 
 from ssb_plugin.training_log import read_log_history
@@ -39,15 +40,7 @@ def _config(model: Path, curated: Path, out: Path) -> dict:
         "lora_alpha": 8,
         "lora_dropout": 0.0,
         "lora_target_linear": True,
-        "lora_mlp_kernel": False,
-        "lora_qkv_kernel": False,
-        "lora_o_kernel": False,
-        "lora_embedding_kernel": False,
-        "bf16": False,
-        "fp16": False,
-        "tf32": False,
-        "flash_attention": False,
-        "xformers_attention": False,
+        **CPU_KEYS,
         "sdp_attention": True,
         "micro_batch_size": 1,
         "gradient_accumulation_steps": 1,
