@@ -62,7 +62,7 @@ def test_cli_clear_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"pred": 1}\nnot json\n')
     proc = _run([str(bad)])
-    assert proc.returncode != 0 and "bad.jsonl:2" in proc.stderr
+    assert proc.returncode != 0 and "bad.jsonl line 2" in proc.stderr
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text(json.dumps({"a": 1, "b": 2}) + "\n")
     proc = _run([str(wrong)])

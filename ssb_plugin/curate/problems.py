@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.jsonl import JsonlError, read_json_objects
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,11 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
             if not all(isinstance(r, dict) for r in data):
                 raise ConfigError(f"data: {path} is a JSON list but not of objects")
             return data
-    rows = []
     with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"data: {path} line {lineno} is not valid JSON ({e})") from e
-            if not isinstance(row, dict):
-                raise ConfigError(f"data: {path} line {lineno} is not a JSON object")
-            rows.append(row)
-    return rows
+        try:
+            return read_json_objects(f, f"data: {path}")
+        except JsonlError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _read_hub(cfg: CurateConfig, limit: int | None) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from ssb_plugin.jsonl import JsonlError, read_json_objects
+
 from . import api, pool
 
 
@@ -35,19 +37,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _read_rows(path: str) -> list[dict]:
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    rows = []
     with stream:
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"ssb-grade: {path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise SystemExit(f"ssb-grade: {path}:{n}: expected a JSON object")
-            rows.append(row)
-    return rows
+        try:
+            return read_json_objects(stream, path)
+        except JsonlError as exc:
+            raise SystemExit(f"ssb-grade: {exc}") from None
 
 
 def _grade_row(row: dict, args: argparse.Namespace) -> tuple[dict, float]:
