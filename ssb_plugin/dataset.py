@@ -63,8 +63,15 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
     """Validates, tokenises and length-filters a curated set (counts what it drops)."""
 
     def __init__(
-        self, tokenizer, *, sequence_len: int | None, topk: int | None = None, source: str = "dataset"
+        self,
+        tokenizer,
+        *,
+        sequence_len: int | None,
+        topk: int | None = None,
+        source: str = "dataset",
+        expected_rows: int | None = None,
     ):
+        self.expected_rows = expected_rows
         self.tokenizer = tokenizer
         self.sequence_len = sequence_len
         self.topk = topk
@@ -90,6 +97,15 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
             raise RecordError(
                 f"{self.source}: column(s) {missing} missing; is this a curated set written by ssb-curate? "
                 f"(columns: {dataset.column_names})"
+            )
+        if self.expected_rows is not None and len(dataset) != self.expected_rows:
+            LOG.warning(
+                "SSB dataset %s: %d rows loaded but its manifest counts %d kept records: a partial copy, "
+                "a `shards`/`split` selection, or a stale `datasets` cache of an older set at this path "
+                "(clear ~/.cache/huggingface/datasets/<dir name>)",
+                self.source,
+                len(dataset),
+                self.expected_rows,
             )
         tokenized = dataset.map(
             self._row,
@@ -161,5 +177,9 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
             "ssb_check_tokenizer: false; the tokenizer of %s is NOT checked against the manifest", path
         )
     return SSBDatasetStrategy(
-        tokenizer, sequence_len=_get(cfg, "sequence_len"), topk=_get(cfg, "ssb_topk"), source=str(path)
+        tokenizer,
+        sequence_len=_get(cfg, "sequence_len"),
+        topk=_get(cfg, "ssb_topk"),
+        source=str(path),
+        expected_rows=manifest.counts.get("kept"),
     )

@@ -249,7 +249,8 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
     out.write_chunk(1, [], {"counts": {"no_correct": 2}})
     m = Manifest(model="m", counts={"kept": 3, "no_correct": 2}, k=4)
     out.write_manifest(m)
-    assert "data/*.parquet" in dataset_card(json.loads(m.to_json()))
+    # no `configs:` block: with one, datasets caches a local dir regardless of file mtimes
+    assert "configs:" not in dataset_card(json.loads(m.to_json()))
     ds = datasets.load_dataset(str(tmp_path / "o"), split="train")
     assert ds.features == features()
     assert len(ds) == 3 and sorted(out.done_chunks()) == [0, 1]
@@ -259,6 +260,10 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
         np.testing.assert_array_equal(
             np.asarray(got["teacher_topk_logprobs"], dtype=np.float32), want["teacher_topk_logprobs"]
         )
+    # re-curating into the same directory: load_dataset must see the new rows, not a cached copy
+    out.prepare({"a": 1}, overwrite=True)
+    out.write_chunk(0, rows[:1], {"counts": {"kept": 1}})
+    assert len(datasets.load_dataset(str(tmp_path / "o"), split="train")) == 1
 
 
 def test_output_dir_refuses_other_settings(tmp_path):

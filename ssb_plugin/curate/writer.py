@@ -3,7 +3,7 @@
 Layout:
     <out>/data/shard-XXXXX.parquet   kept records of chunk XXXXX (chunks with no kept record: no file)
     <out>/manifest.json              record.Manifest, rewritten after every chunk
-    <out>/README.md                  dataset card; its YAML `configs` makes `load_dataset(<out>)` work
+    <out>/README.md                  dataset card (`load_dataset(<out>)` reads data/*.parquet)
     <out>/.ssb-progress/run.json     the settings the directory was started with (resume must match)
     <out>/.ssb-progress/chunk-XXXXX.json   a finished chunk: outcome counts, each problem's outcome, timings
 
@@ -104,16 +104,16 @@ def write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def dataset_card(manifest: dict[str, Any]) -> str:
-    """README.md: YAML header that points `load_dataset` at the shards, then a human summary."""
+    """README.md: YAML header (tags), then a human summary.
+
+    No `configs:` block: `load_dataset(<out>)` finds `data/*.parquet` by its default patterns, and
+    with a `configs:` block datasets caches a local directory without looking at the files' mtimes,
+    so a set re-curated into the same directory would load stale rows.
+    """
     counts = manifest.get("counts", {})
     total = sum(counts.values()) or 1
     lines = [
         "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        f"    path: {DATA_DIR}/*.parquet",
         "tags:",
         "- ssb",
         "- self-distillation",
