@@ -30,9 +30,13 @@ def accuracy_rows(evals: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     columns: list[tuple[str, str]] = []
     for res in evals.values():
         for task, metrics in sorted(res.get("results", {}).items()):
+            # lm-eval lists a task's metrics in `higher_is_better`; other numbers (sample_len) are not scores
+            declared = res.get("higher_is_better", {}).get(task)
             for key, value in metrics.items():
                 metric = key.split(",")[0]
                 if key == "alias" or metric.endswith("_stderr") or not isinstance(value, int | float):
+                    continue
+                if declared is not None and metric not in declared:
                     continue
                 if (task, key) not in columns:
                     columns.append((task, key))

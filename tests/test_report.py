@@ -28,6 +28,10 @@ def _lm_eval_results(path: Path, em: float, pm: float) -> None:
                     "ssb_math500": {"exact_match,none": em / 2, "paper_match,none": pm},
                 },
                 "n-samples": {"ssb_gsm8k": {"original": 1319, "effective": 20}},
+                "higher_is_better": {
+                    "ssb_gsm8k": {"exact_match": True},
+                    "ssb_math500": {"exact_match": True, "paper_match": True},
+                },
             }
         )
     )
