@@ -56,10 +56,16 @@ _SET_BUILDER_RE = re.compile(rf"^{_VAR}\s*(?:\\mid|\||:)\s*(.+)$")
 _INF = ("\\infty", "+\\infty", "-\\infty", "infty")
 
 
-def _split_top(s: str, seps: str) -> list[str]:
-    """Split ``s`` at separator characters that sit outside all brackets."""
+def _split_outside(s: str, sep_at) -> list[str]:
+    """Split ``s`` at separators outside all brackets; ``sep_at(s, i)`` is the separator's length at i (0: none)."""
     parts, depth, start, i, n = [], 0, 0, 0, len(s)
     while i < n:
+        k = sep_at(s, i) if depth == 0 else 0
+        if k:
+            parts.append(s[start:i])
+            i += k
+            start = i
+            continue
         c = s[i]
         if c == "\\" and i + 1 < n and s[i + 1] in "{}":
             depth += 1 if s[i + 1] == "{" else -1
@@ -69,37 +75,27 @@ def _split_top(s: str, seps: str) -> list[str]:
             depth += 1
         elif c in _CLOSE:
             depth -= 1
-        elif depth == 0 and c in seps:
-            parts.append(s[start:i])
-            start = i + 1
         i += 1
     parts.append(s[start:])
     return [p.strip() for p in parts]
+
+
+def _split_top(s: str, seps: str) -> list[str]:
+    """Split ``s`` at separator characters that sit outside all brackets."""
+    return _split_outside(s, lambda t, i: 1 if t[i] in seps else 0)
 
 
 def _split_top_token(s: str, token: str) -> list[str]:
     """Split at a multi-character token (``\\cup``, ``\\pm``, ``=``) outside brackets."""
-    parts, depth, start, i, n, k = [], 0, 0, 0, len(s), len(token)
-    while i < n:
-        if depth == 0 and s.startswith(token, i):
-            after = s[i + k : i + k + 1]
-            if not (token[-1].isalpha() and after.isalpha()):
-                parts.append(s[start:i])
-                i += k
-                start = i
-                continue
-        c = s[i]
-        if c == "\\" and i + 1 < n and s[i + 1] in "{}":
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
-            continue
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        i += 1
-    parts.append(s[start:])
-    return [p.strip() for p in parts]
+    k = len(token)
+
+    def sep_at(t: str, i: int) -> int:
+        # a command token must not be the prefix of a longer command (\pm vs \pmod)
+        if t.startswith(token, i) and not (token[-1].isalpha() and t[i + k : i + k + 1].isalpha()):
+            return k
+        return 0
+
+    return _split_outside(s, sep_at)
 
 
 def _outer_pair(s: str) -> tuple[str, str, str] | None:
