@@ -11,3 +11,23 @@ CPU_KEYS = {  # notes/environment.md: required on CPU
     "flash_attention": False,
     "xformers_attention": False,
 }
+
+# A small LoRA run on CPU: what every tiny-model training test shares.
+TINY_LORA = {
+    "dataset_num_proc": 1,
+    "val_set_size": 0,
+    "sequence_len": 512,
+    "adapter": "lora",
+    "lora_r": 8,
+    "lora_alpha": 8,
+    "lora_dropout": 0.0,
+    "lora_target_linear": True,
+    **CPU_KEYS,
+    "sdp_attention": True,
+    "gradient_checkpointing": False,
+    "optimizer": "adamw_torch",
+    "learning_rate": 0.01,
+    "lr_scheduler": "constant",
+    "logging_steps": 1,
+    "save_strategy": "no",
+}

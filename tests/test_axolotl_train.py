@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from axolotl_cpu import CPU_KEYS
+from axolotl_cpu import TINY_LORA
 from curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
@@ -121,25 +121,10 @@ def test_sft_config_plus_two_additions_trains_with_real_cli(tiny_model_dir, tmp_
             }
         ],
         "dataset_prepared_path": str(tmp_path / "prepared"),
-        "dataset_num_proc": 1,
-        "val_set_size": 0,
-        "sequence_len": 512,
-        "adapter": "lora",
-        "lora_r": 8,
-        "lora_alpha": 8,
-        "lora_dropout": 0.0,
-        "lora_target_linear": True,
-        **CPU_KEYS,
-        "sdp_attention": True,
-        "gradient_checkpointing": False,
+        **TINY_LORA,
         "micro_batch_size": 2,
         "gradient_accumulation_steps": 1,
         "max_steps": 2,
-        "optimizer": "adamw_torch",
-        "learning_rate": 0.01,
-        "lr_scheduler": "constant",
-        "logging_steps": 1,
-        "save_strategy": "no",
         "output_dir": str(tmp_path / "out-sft"),
     }
     (tmp_path / "sft").mkdir()

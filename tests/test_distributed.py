@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from axolotl_cpu import CPU_KEYS
+from axolotl_cpu import TINY_LORA
 from curated_fixture import cached_curated_set
 
 from ssb_plugin.training_log import read_log_history
@@ -32,24 +32,10 @@ def _config(model: Path, curated: Path, out: Path) -> dict:
         "plugins": ["ssb_plugin.SSBPlugin"],
         "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
         "dataset_prepared_path": str(out / "prepared"),
-        "dataset_num_proc": 1,
-        "val_set_size": 0,
-        "sequence_len": 512,
-        "adapter": "lora",
-        "lora_r": 8,
-        "lora_alpha": 8,
-        "lora_dropout": 0.0,
-        "lora_target_linear": True,
-        **CPU_KEYS,
-        "sdp_attention": True,
+        **TINY_LORA,
         "micro_batch_size": 1,
         "gradient_accumulation_steps": 1,
         "num_epochs": 1,
-        "optimizer": "adamw_torch",
-        "learning_rate": 0.01,
-        "lr_scheduler": "constant",
-        "logging_steps": 1,
-        "save_strategy": "no",
         "output_dir": str(out / "lora"),
     }
 
