@@ -34,6 +34,11 @@ class ChunkResult:
     stats: Counter = field(default_factory=Counter)
     outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
 
+    def mark(self, problem_id: str, outcome: str) -> None:
+        """Record a problem's outcome: counted and kept in the audit trail together."""
+        self.counts[outcome] += 1
+        self.outcomes[problem_id] = outcome
+
 
 def resolve(cfg: CurateConfig) -> CurateConfig:
     """Fill in 'auto' backend and the default model (before the settings are recorded)."""
@@ -99,15 +104,13 @@ class Curator:
         todo = []  # (problem, student messages, prompt ids, max tokens)
         for it in items:
             if isinstance(it, BadRow):
-                res.counts["bad_input"] += 1
-                res.outcomes[it.id] = "bad_input"
+                res.mark(it.id, "bad_input")
                 continue
             msgs = student_messages(it.question, cfg.system_prompt)
             ids = chat_prompt_ids(self.tok, msgs)
             budget = self._budget(len(ids), cfg.rollout_max_tokens)
             if budget is None:
-                res.counts["too_long"] += 1
-                res.outcomes[it.id] = "too_long"
+                res.mark(it.id, "too_long")
                 continue
             todo.append((it, msgs, ids, budget))
         K = cfg.num_rollouts
@@ -142,8 +145,7 @@ class Curator:
                 res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
             outcome, choice = choose(rollouts)
             if outcome:
-                res.counts[outcome] += 1
-                res.outcomes[p.id] = outcome
+                res.mark(p.id, outcome)
                 continue
             tmsgs = teacher_messages(
                 p.question,
@@ -154,8 +156,7 @@ class Curator:
             tids = chat_prompt_ids(self.tok, tmsgs)
             budget = self._budget(len(tids), cfg.teacher_max_tokens)
             if budget is None:
-                res.counts["too_long"] += 1
-                res.outcomes[p.id] = "too_long"
+                res.mark(p.id, "too_long")
                 continue
             teacher_jobs.append((p, msgs, tmsgs, tids, rollouts, choice, budget))
         res.timings["grading_s"] += time.perf_counter() - t
@@ -185,8 +186,7 @@ class Curator:
                 bool(graded and graded.correct),
                 cfg.leak_filter and leaks_hint(text),
             )
-            res.counts[outcome] += 1
-            res.outcomes[p.id] = outcome
+            res.mark(p.id, outcome)
             if outcome != "kept":
                 continue
             assert g.topk_ids is not None and g.topk_ids.shape == (len(g.token_ids), cfg.topk)
