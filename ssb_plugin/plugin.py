@@ -22,7 +22,7 @@ class SSBPlugin(BasePlugin):
 
     def register(self, cfg):
         LOG.info("SSBPlugin registered (dataset type: ssb_plugin.dataset)")
-        if _cpu_multiprocess_env():
+        if _cpu_multiprocess():
             # accelerate treats a CPU-only multi-process launch as one process unless told it is a
             # CPU run; this must be set before its process state first initialises.
             os.environ.setdefault("ACCELERATE_USE_CPU", "true")
@@ -32,7 +32,7 @@ class SSBPlugin(BasePlugin):
         # dataset loader still runs: we return None). Axolotl maps every multi-process run to the
         # device index LOCAL_RANK, which exists only on accelerators; on a CPU-only host (gloo DDP,
         # e.g. checking a launcher before renting GPUs) load the model on the CPU instead.
-        if _cpu_multiprocess(cfg):
+        if _cpu_multiprocess():
             LOG.info("SSBPlugin: no accelerator; %s-process training loads the model on CPU", cfg.world_size)
             cfg.device_map = {"": "cpu"}
         return None
@@ -40,7 +40,7 @@ class SSBPlugin(BasePlugin):
     def get_training_args(self, cfg):
         # Without use_cpu, HF leaves a CPU-only multi-process run undistributed (every rank trains
         # alone on all the data); with it, accelerate wraps the model in DDP over gloo.
-        if _cpu_multiprocess(cfg):
+        if _cpu_multiprocess():
             return {"use_cpu": True, "ddp_backend": "gloo"}
         return None
 
@@ -79,14 +79,12 @@ class SSBPlugin(BasePlugin):
             )
 
 
-def _cpu_multiprocess(cfg) -> bool:
-    """A multi-process launch (torchrun / accelerate) on a host without any accelerator."""
-    import torch
+def _cpu_multiprocess() -> bool:
+    """A multi-process launch (torchrun / accelerate) on a host without any accelerator.
 
-    return (cfg.world_size or 1) > 1 and not torch.cuda.is_available() and not _has_other_accelerator()
-
-
-def _cpu_multiprocess_env() -> bool:
+    Reads the launcher's WORLD_SIZE, which Axolotl's `cfg.world_size` is derived from, so it also
+    answers in `register`, before the config is normalised.
+    """
     import torch
 
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
