@@ -80,6 +80,6 @@ import json, sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines() if line]
 json.dump({k: float(v) for k, v in rows}, open(sys.argv[2], "w"), indent=2)
 PY
-.venv/bin/python -m ssb_plugin.report --out "$RUN/report.md" --curated "$RUN/curated" --train "$RUN/lora" \
+.venv/bin/python -m ssb_plugin.demo.report --out "$RUN/report.md" --curated "$RUN/curated" --train "$RUN/lora" \
   --eval "base=$RUN/eval/base" --eval "ssb=$RUN/eval/ssb" --timings "$RUN/timings.json"
 echo; echo "==> done in $((SECONDS - t_start)) s: $RUN/report.md"

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # `plugins: [ssb_plugin.SSBPlugin]` resolves this attribute; axolotl is imported only then.
     if name == "SSBPlugin":
-        from ssb_plugin.plugin import SSBPlugin
+        from ssb_plugin.train.plugin import SSBPlugin
 
         return SSBPlugin
     raise AttributeError(f"module 'ssb_plugin' has no attribute {name!r}")

@@ -13,9 +13,9 @@ if __name__ == "__main__":
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ssb_plugin.collator import SSBDataCollator
-    from ssb_plugin.dataset import SSBDatasetStrategy
-    from ssb_plugin.trainer import SSBTrainer
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+    from ssb_plugin.train.trainer import SSBTrainer
 
     model_dir, curated, out, mb = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     torch.set_num_threads(1)

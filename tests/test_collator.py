@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssb_plugin.collator import SSBDataCollator
-from ssb_plugin.dataset import IDS, LOGPROBS
-from ssb_plugin.loss import PAD_ID
+from ssb_plugin.train.collator import SSBDataCollator
+from ssb_plugin.train.dataset import IDS, LOGPROBS
+from ssb_plugin.train.loss import PAD_ID
 
 
 @pytest.fixture(scope="module")

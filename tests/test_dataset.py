@@ -8,9 +8,9 @@ import logging
 import pytest
 from curated_fixture import cached_curated_set
 
-from ssb_plugin.dataset import IDS, LOGPROBS, SSBDatasetStrategy, load, tokenize_record
+from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, load, tokenize_record
 from ssb_plugin.record import RecordError, chat_prompt_ids
-from ssb_plugin.trainer import DEFAULTS  # noqa: F401  (the trainer module must import cleanly)
+from ssb_plugin.train.trainer import DEFAULTS  # noqa: F401  (the trainer module must import cleanly)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import yaml
 from axolotl_cpu import TINY_LORA
 from curated_fixture import cached_curated_set
 
-from ssb_plugin.training_log import read_log_history
+from ssb_plugin.train.training_log import read_log_history
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Numerical tests of the SSB loss (ssb_plugin.loss) and of the trainer's use of it."""
+"""Numerical tests of the SSB loss (ssb_plugin.train.loss) and of the trainer's use of it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssb_plugin.loss import PAD_ID, topk_distill_sums
+from ssb_plugin.train.loss import PAD_ID, topk_distill_sums
 
 
 def _dense_reference(h, w, b, teacher_lp, labels, T, kd_w, ce_w):

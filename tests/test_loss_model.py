@@ -7,9 +7,9 @@ import torch
 from curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ssb_plugin.collator import SSBDataCollator
-from ssb_plugin.dataset import IDS, LOGPROBS, SSBDatasetStrategy, tokenize_record
-from ssb_plugin.trainer import ssb_forward
+from ssb_plugin.train.collator import SSBDataCollator
+from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, tokenize_record
+from ssb_plugin.train.trainer import ssb_forward
 
 LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
 
@@ -192,7 +192,7 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
     from axolotl.core.training_args import AxolotlTrainingArguments
     from datasets import load_dataset
 
-    from ssb_plugin.trainer import SSBTrainer
+    from ssb_plugin.train.trainer import SSBTrainer
 
     ds = SSBDatasetStrategy(tok, sequence_len=4096).wrap_dataset(load_dataset(str(curated), split="train"))
     lengths = {len(x) for x in ds["labels"]}
@@ -250,7 +250,7 @@ def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_p
     from axolotl.core.training_args import AxolotlTrainingArguments
     from datasets import load_dataset
 
-    from ssb_plugin.trainer import SSBTrainer
+    from ssb_plugin.train.trainer import SSBTrainer
 
     ds = SSBDatasetStrategy(tok, sequence_len=4096).wrap_dataset(load_dataset(str(curated), split="train"))
     args = AxolotlTrainingArguments(

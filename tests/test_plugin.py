@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ssb_plugin.args import SSBArgs
+from ssb_plugin.train.args import SSBArgs
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def _validate(cfg):
 
 
 def test_plugin_module_stays_light():
-    code = "import sys, ssb_plugin.plugin; bad = [m for m in ('ssb_plugin.trainer', 'ssb_plugin.loss', 'ssb_plugin.collator') if m in sys.modules]; print(bad)"
+    code = "import sys, ssb_plugin.train.plugin; bad = [m for m in ('ssb_plugin.train.trainer', 'ssb_plugin.train.loss', 'ssb_plugin.train.collator') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -75,8 +75,8 @@ def test_keys_merge_into_axolotl_config(plugin_manager, tiny_model_dir):
     cfg = _validate(_base_cfg(tiny_model_dir, ssb_temperature=1.5, ssb_ce_weight=0.1))
     assert cfg.ssb_temperature == 1.5 and cfg.ssb_ce_weight == 0.1
     assert cfg.ssb_kd_weight == 1.0 and cfg.ssb_chunk_size == 1024  # defaults survive exclude_none
-    from ssb_plugin.collator import SSBDataCollator
-    from ssb_plugin.trainer import SSBTrainer
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.trainer import SSBTrainer
 
     assert plugin_manager.get_trainer_cls(cfg) is SSBTrainer
     assert plugin_manager.get_collator_cls_and_kwargs(cfg, is_eval=True)[0] is SSBDataCollator

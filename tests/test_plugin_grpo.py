@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from ssb_plugin.grpo import correctness_reward, main, prepare
+from ssb_plugin.train.grpo import correctness_reward, main, prepare
 from ssb_plugin.prompts import student_messages
 
 

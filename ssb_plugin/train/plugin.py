@@ -18,7 +18,7 @@ class SSBPlugin(BasePlugin):
     """Semantic Soft Bootstrapping: top-k logit distillation from the model's own hinted teacher."""
 
     def get_input_args(self) -> str:
-        return "ssb_plugin.args.SSBArgs"
+        return "ssb_plugin.train.args.SSBArgs"
 
     def register(self, cfg):
         LOG.info("SSBPlugin registered (dataset type: ssb_plugin.dataset)")
@@ -45,19 +45,19 @@ class SSBPlugin(BasePlugin):
         return None
 
     def get_trainer_cls(self, cfg):
-        from ssb_plugin.trainer import SSBTrainer
+        from ssb_plugin.train.trainer import SSBTrainer
 
         return SSBTrainer
 
     def get_collator_cls_and_kwargs(self, cfg, is_eval: bool = False):
         # Used for train and eval, packed or not: it delegates padding/packing to Axolotl's collators.
-        from ssb_plugin.collator import SSBDataCollator
+        from ssb_plugin.train.collator import SSBDataCollator
 
         return SSBDataCollator, {}
 
     def add_callbacks_pre_trainer(self, cfg, model):
-        # A machine-readable training log next to the adapter (read by ssb_plugin.report).
-        from ssb_plugin.callbacks import LogHistoryCallback
+        # A machine-readable training log next to the adapter (read by ssb_plugin.demo.report).
+        from ssb_plugin.train.callbacks import LogHistoryCallback
 
         return [LogHistoryCallback(cfg.output_dir)]
 

@@ -213,7 +213,7 @@ def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk
     if ids.numel() and not bool((ids != PAD_ID).any(-1).all()):
         raise ValueError(
             "an answer position has no teacher target: labels and ssb_topk_* are misaligned "
-            "(was the batch built by ssb_plugin.collator.SSBDataCollator?)"
+            "(was the batch built by ssb_plugin.train.collator.SSBDataCollator?)"
         )
     weight, bias = lm_head_params(resolve_lm_head(model))
     loss_sum, kd_sum, ce_sum = topk_distill_sums(

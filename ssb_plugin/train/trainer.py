@@ -1,4 +1,4 @@
-"""SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.loss) as compute_loss.
+"""SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.train.loss) as compute_loss.
 
 - The model runs with `logits_to_keep=1`: no (B, S, V) logits. The final (post-norm) hidden states at
   the answer positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32.
@@ -14,7 +14,7 @@ import torch
 from axolotl.core.trainers.base import AxolotlTrainer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ssb_plugin.loss import IDS, LOGPROBS, ssb_forward
+from ssb_plugin.train.loss import IDS, LOGPROBS, ssb_forward
 
 __all__ = ["SSBTrainer", "ssb_forward"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ssb_plugin.training_log import append_log, start_log
+from ssb_plugin.train.training_log import append_log, start_log
 
 
 class LogHistoryCallback(TrainerCallback):

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ssb_plugin.record import OUTCOMES, Manifest
-from ssb_plugin.training_log import read_log_history
+from ssb_plugin.train.training_log import read_log_history
 
 SECTIONS = ("## Accuracy", "## Curation", "## Training", "## Timings")
 
@@ -163,7 +163,7 @@ def build_report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m ssb_plugin.report", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ssb_plugin.demo.report", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="report.md to write (PNG goes beside it)")
     ap.add_argument("--curated", type=Path, help="ssb-curate output dir")
     ap.add_argument("--train", type=Path, help="axolotl output_dir")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from axolotl.utils.collators.batching import DataCollatorForSeq2Seq, V2BatchSamplerDataCollatorForSeq2Seq
 
-from ssb_plugin.dataset import IDS, LOGPROBS
-from ssb_plugin.loss import PAD_ID
+from ssb_plugin.train.dataset import IDS, LOGPROBS
+from ssb_plugin.train.loss import PAD_ID
 
 
 def target_positions(labels) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The demo pipeline on the embedded model and its report (`make demo`)."""
