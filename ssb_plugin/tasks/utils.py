@@ -13,6 +13,7 @@ from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
 from ssb_plugin.grading import grade, paper_match, warmup
+from ssb_plugin.grading.gold import gsm8k_gold
 
 # Start the grader's worker now, while lm-eval loads the model: each grade() call has a hard 2 s
 # bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
@@ -129,7 +130,7 @@ def process_docs_gsm8k(dataset):
             {
                 "id": str(i),
                 "problem": doc["question"].strip(),
-                "answer": doc["answer"].split("####")[-1].strip(),
+                "answer": gsm8k_gold(doc["answer"]) or doc["answer"].strip(),
             }
             for i, doc in enumerate(dataset)
         ]
