@@ -305,9 +305,6 @@ class CurateConfig:
                 node[leaf] = getattr(self, f.name)
         return tree
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # Settings that change which records a run produces; a resumed or merged run must agree on them.
 RESULT_KEYS = tuple(f.name for f in fields(CurateConfig) if f.metadata["result"])

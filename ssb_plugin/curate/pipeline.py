@@ -23,8 +23,6 @@ from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
 from ssb_plugin.record import OUTCOMES, Manifest, chat_prompt_ids, tokenizer_fingerprint
 
-DROPPED = tuple(o for o in OUTCOMES if o != "kept")
-
 
 @dataclass
 class ChunkResult:
