@@ -101,14 +101,14 @@ def test_missing_eval_results_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.pipeline
-def test_demo_pipeline_end_to_end(repo_root, tmp_path, shared_data):
+def test_demo_pipeline_end_to_end(repo_root, tmp_path, packaged_data):
     """`scripts/run_pipeline.sh` (the README's first command) on a small slice: every stage for real."""
     env = dict(
         os.environ,
         SSB_DEMO_PROBLEMS="24",
         SSB_DEMO_EVAL_LIMIT="3",
         SSB_DEMO_GEN_TOKS="64",
-        SSB_DATA_DIR=str(shared_data),
+        SSB_DATA_DIR=str(packaged_data),
     )
     run = tmp_path / "demo"
     proc = subprocess.run(
