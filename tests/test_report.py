@@ -161,7 +161,7 @@ def test_demo_pipeline_end_to_end(repo_root, tmp_path):
         "--vllm-venv",
         str(repo_root / ".venv-vllm"),
     ]
-    cmd += ["--problems", "24", "--eval-limit", "3", "--gen-toks", "64"]
+    cmd += ["--problems", "24", "--heldout", "12", "--eval-limit", "3", "--gen-toks", "64"]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = (run / "report.md").read_text()
@@ -170,12 +170,12 @@ def test_demo_pipeline_end_to_end(repo_root, tmp_path):
     # accuracy rows for both models, read from real lm-eval output, with standard errors
     assert "| base |" in text and "| ssb |" in text
     assert "ssb_gsm8k exact_match" in text and "ssb_math500 paper_match" in text
-    assert "ssb_easy_heldout exact_match (n=40)" in text  # the whole held-out set, paired
-    assert re.search(r"\| base \| \d+\.\d% ± \d+\.\d \(n=40\)", text), text
+    assert "ssb_easy_heldout exact_match (n=12)" in text  # the held-out problems, paired
+    assert re.search(r"\| base \| \d+\.\d% ± \d+\.\d \(n=12\)", text), text
     # curation counts from the manifests; at least one record was kept and trained on
     manifest = Manifest.load(run / "curated")
     assert manifest.counts["kept"] >= 1 and f"| kept | {manifest.counts['kept']} |" in text
-    assert sum(Manifest.load(run / "heldout_curated").counts.values()) == 40
+    assert sum(Manifest.load(run / "heldout_curated").counts.values()) == 12
     # the held-out KL: one value per kept held-out record for each model, on problems never trained on
     kl = json.loads((run / "heldout_kl.json").read_text())
     assert len(kl["kl"]["base"]) == len(kl["kl"]["ssb"]) == len(kl["ids"])

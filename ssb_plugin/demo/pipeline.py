@@ -32,6 +32,7 @@ class Settings:
     run: Path
     model: str
     problems: int
+    heldout: int  # the first N of the 40 shipped held-out problems (all by default)
     eval_limit: int
     tasks: list[str]
     gen_toks: int
@@ -70,7 +71,8 @@ def _sh(cmd: list, timeout: int = 3600) -> None:
 
 def write_problems(s: Settings) -> None:
     write_easy(s.run / "problems.jsonl", s.problems, seed=0, train_only=True)
-    shutil.copyfile(packaged("easy_heldout.jsonl"), s.run / "heldout.jsonl")
+    rows = packaged("easy_heldout.jsonl").read_text(encoding="utf-8").splitlines()[: s.heldout]
+    (s.run / "heldout.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
 
 
 def curate(s: Settings, problems: str, out: str) -> None:
@@ -112,8 +114,9 @@ def merge(s: Settings) -> None:
 
 
 def evaluate(s: Settings, name: str, model_dir: str) -> None:
-    """lm_eval on vLLM: the held-out task in full, the others on their first `eval_limit` problems."""
+    """lm_eval on vLLM: the held-out problems the run curated, the others' first `eval_limit`."""
     limited = {t: list(range(s.eval_limit)) for t in s.tasks if t != HELDOUT_TASK}
+    limited[HELDOUT_TASK] = list(range(s.heldout))
     model_args = (
         f"pretrained={model_dir},dtype=float32,max_model_len=2048,gpu_memory_utilization=0.3,"
         "enforce_eager=True,seed=0"
@@ -122,7 +125,7 @@ def evaluate(s: Settings, name: str, model_dir: str) -> None:
 
     _sh(
         [s.vllm_bin / "lm_eval", "--model", "vllm", "--model_args", model_args]
-        + ["--include_path", include_path(), "--tasks", ",".join([HELDOUT_TASK, *limited])]
+        + ["--include_path", include_path(), "--tasks", ",".join(limited)]
         + ["--samples", json.dumps(limited), "--apply_chat_template", "--batch_size", "auto"]
         + [
             "--gen_kwargs",
@@ -180,6 +183,9 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, float | None]:
     ap.add_argument("run", type=Path, nargs="?", default=Path("runs/demo"), help="run directory")
     ap.add_argument("--model", default=os.environ.get("SSB_MODEL"), help="default: the embedded model")
     ap.add_argument("--problems", type=int, default=_env_default("SSB_DEMO_PROBLEMS", 48))
+    ap.add_argument(
+        "--heldout", type=int, default=_env_default("SSB_DEMO_HELDOUT", 40), help="held-out problems (≤ 40)"
+    )
     ap.add_argument("--eval-limit", type=int, default=_env_default("SSB_DEMO_EVAL_LIMIT", 20))
     ap.add_argument("--tasks", default=_env_default("SSB_DEMO_TASKS", "ssb_gsm8k,ssb_math500"))
     ap.add_argument("--gen-toks", type=int, default=_env_default("SSB_DEMO_GEN_TOKS", 256))
@@ -199,6 +205,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, float | None]:
         run=a.run.resolve(),
         model=a.model or default_model(),
         problems=a.problems,
+        heldout=min(a.heldout, 40),
         eval_limit=a.eval_limit,
         tasks=[t for t in a.tasks.split(",") if t],
         gen_toks=a.gen_toks,
