@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as e:
         print(f"ssb-demo: {e.cmd[0]} failed with exit status {e.returncode}", file=sys.stderr)
         return 1
+    except subprocess.TimeoutExpired as e:
+        print(f"ssb-demo: {e.cmd[0]} did not finish within {e.timeout:.0f} s", file=sys.stderr)
+        return 1
     print(f"\n==> done in {time.monotonic() - t0:.0f} s: {report}")
     return 0
 
