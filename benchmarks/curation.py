@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ssb_plugin.curate.backends import Request, derive_seed  # noqa: E402
 from ssb_plugin.curate.config import CurateConfig  # noqa: E402
-from ssb_plugin.curate.easy import write_easy  # noqa: E402
+from ssb_plugin.demo.easy import write_easy  # noqa: E402
 
 
 def _model(args) -> str:
@@ -81,7 +81,7 @@ def storage(args, tmp: Path, out: Path | None = None) -> dict:
     from types import SimpleNamespace
 
     from ssb_plugin.curate.backends.hf import TransformersBackend
-    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.demo.easy import easy_problems
     from ssb_plugin.prompts import student_messages
     from ssb_plugin.record import chat_prompt_ids
 
@@ -136,7 +136,7 @@ def hf_batch(args, tmp: Path) -> dict:
     from types import SimpleNamespace
 
     from ssb_plugin.curate.backends.hf import TransformersBackend
-    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.demo.easy import easy_problems
     from ssb_plugin.prompts import student_messages
     from ssb_plugin.record import chat_prompt_ids
 

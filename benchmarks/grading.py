@@ -27,7 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 UNIT_WORDS = ["inches", "feet", "cm", "meters", "miles", "units", "square units", "cents", "hours", "minutes"]
 TEMPLATES = [
@@ -447,12 +446,17 @@ def _summary(name: str, cases: list[dict], verdicts: list[bool], times: list[flo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument(
+        "--data", type=Path, default=None, help="directory of the JSONL sets (default: the packaged data)"
+    )
     ap.add_argument("--limit", type=int)
     ap.add_argument("--dump", type=Path, help="write the cases (with both verdicts) as JSONL")
     ap.add_argument("--errors", action="store_true", help="list the cases each grader gets wrong")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    from ssb_plugin.data import PACKAGED_DIR
+
+    args.data = args.data or PACKAGED_DIR
     cases = build_cases(args.data, args.limit)
     labels = Counter(c["label"] for c in cases)
     print(f"cases: {len(cases)} ({labels[True]} equivalent, {labels[False]} not) from {args.data}")

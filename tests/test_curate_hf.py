@@ -64,7 +64,7 @@ def _env():
 
 @pytest.fixture(scope="module")
 def easy_data(tmp_path_factory) -> Path:
-    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.demo.easy import easy_problems
 
     rows = easy_problems(40, seed=0)
     path = tmp_path_factory.mktemp("easy") / "easy.jsonl"

@@ -50,7 +50,7 @@ DRIVER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def runs(smollm2_dir, tmp_path_factory) -> Path:
-    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.demo.easy import easy_problems
 
     root = tmp_path_factory.mktemp("curate_vllm")
     rows = easy_problems(40, seed=0)

@@ -556,14 +556,14 @@ def test_paper_match_rejects_unknown_protocol():
 # --- real data -------------------------------------------------------------------------------------------
 
 
-def test_reference_solutions_grade_correct(shared_data):
+def test_reference_solutions_grade_correct(packaged_data):
     # Every MATH-500 reference solution and GSM8K-test answer, graded against its own gold.
     import json
 
-    math = [json.loads(line) for line in open(shared_data / "math500.jsonl", encoding="utf-8")]
+    math = [json.loads(line) for line in open(packaged_data / "math500.jsonl", encoding="utf-8")]
     wrong = [r["answer"] for r in math if not grade(r["solution"], r["answer"]).correct]
     assert wrong == []
-    gsm = [json.loads(line) for line in open(shared_data / "gsm8k_test.jsonl", encoding="utf-8")]
+    gsm = [json.loads(line) for line in open(packaged_data / "gsm8k_test.jsonl", encoding="utf-8")]
     assert all(grade(r["answer"], r["answer"].rsplit("####", 1)[1].strip()).correct for r in gsm)
     # and a wrong gold is wrong
     assert not any(

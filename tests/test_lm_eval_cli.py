@@ -21,8 +21,11 @@ from ssb_plugin.tasks import TASKS_DIR
 BIN = Path(sys.executable).parent  # lm_eval, ssb-grade and ssb-tasks of the venv running the tests
 
 
-def _env(shared_data: Path) -> dict:
-    return {**os.environ, "SSB_DATA_DIR": str(shared_data), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def _env() -> dict:
+    """Offline, with no data setting: the tasks read the data the package ships."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("SSB_DATA_DIR", None)
+    return env
 
 
 def run_lm_eval(args: list[str], *, cwd: Path, out: Path, env: dict, timeout: int = 600) -> tuple[dict, dict]:
@@ -125,7 +128,7 @@ def lora_adapter(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, shared_data, tmp_path):
+def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, tmp_path):
     pytest.importorskip("accelerate")  # lm-eval's hf backend; absent from the vLLM venv
     # From an unrelated directory, with the include path printed by the console script.
     include = subprocess.run(
@@ -145,7 +148,7 @@ def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, shar
         ],
         cwd=tmp_path,
         out=tmp_path / "out",
-        env=_env(shared_data),
+        env=_env(),
     )  # fmt: skip
     names = ["ssb_math500", "aime24", "aime25", "ssb_gsm8k", "aime24_avg16"]
     assert_our_tasks(results, names)
@@ -159,7 +162,7 @@ def test_hf_tiny_with_peft_from_any_directory(tiny_model_dir, lora_adapter, shar
 
 
 @pytest.mark.slow
-def test_hf_smollm2_from_repo_root(smollm2_dir, shared_data, repo_root, tmp_path):
+def test_hf_smollm2_from_repo_root(smollm2_dir, repo_root, tmp_path):
     pytest.importorskip("accelerate")  # lm-eval's hf backend; absent from the vLLM venv
     # The README command: `--include_path tasks` from the repository root.
     results, samples = run_lm_eval(
@@ -175,7 +178,7 @@ def test_hf_smollm2_from_repo_root(smollm2_dir, shared_data, repo_root, tmp_path
         ],
         cwd=repo_root,
         out=tmp_path / "out",
-        env=_env(shared_data),
+        env=_env(),
     )  # fmt: skip
     assert_our_tasks(results, ["ssb_math500", "aime24"])
     assert results["configs"]["aime24"]["generation_kwargs"]["max_gen_toks"] == 16
@@ -187,8 +190,8 @@ def test_hf_smollm2_from_repo_root(smollm2_dir, shared_data, repo_root, tmp_path
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_vllm_tiny(tiny_model_dir, shared_data, repo_root, tmp_path):
-    env = {**_env(shared_data), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
+def test_vllm_tiny(tiny_model_dir, repo_root, tmp_path):
+    env = {**_env(), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
     results, samples = run_lm_eval(
         [
             "--model", "vllm",
@@ -214,7 +217,7 @@ def test_vllm_tiny(tiny_model_dir, shared_data, repo_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_installed_wheel_ships_the_tasks(repo_root, shared_data, tmp_path):
+def test_installed_wheel_ships_the_tasks(repo_root, packaged_data, tmp_path):
     """`pip install ssb-plugin` users have no checkout: the wheel carries the tasks and ssb-tasks finds them."""
     import shutil
 
@@ -232,6 +235,9 @@ def test_installed_wheel_ships_the_tasks(repo_root, shared_data, tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, timeout=300)
     installed = site / "ssb_plugin" / "tasks"
     assert {p.name for p in installed.glob("*.yaml")} == {p.name for p in TASKS_DIR.glob("*.yaml")}
+    # ... and the data: every packaged file, byte for byte, with its README
+    for f in [*packaged_data.glob("*.jsonl"), packaged_data / "README.md"]:
+        assert (site / "ssb_plugin" / "data" / f.name).read_bytes() == f.read_bytes(), f.name
     # The installed copy shadows the checkout; lm-eval loads our aime24 from it, from any directory.
     code = (
         "import sys; from ssb_plugin.tasks import include_path; print(include_path());"
@@ -239,7 +245,7 @@ def test_installed_wheel_ships_the_tasks(repo_root, shared_data, tmp_path):
         "t = get_task_dict(['aime24'], TaskManager(include_path=include_path()))['aime24'];"
         "print(len(t.eval_docs), t.config.metadata['source'], sys.modules['ssb_plugin'].__file__)"
     )
-    env = {**_env(shared_data), "PYTHONPATH": str(site)}
+    env = {**_env(), "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )

@@ -11,16 +11,16 @@ from ssb_plugin.prompts import student_messages
 from ssb_plugin.train.grpo import correctness_reward, main, prepare
 
 
-def test_prepare_gsm8k_rows(shared_data, tmp_path):
+def test_prepare_gsm8k_rows(packaged_data, tmp_path):
     out = tmp_path / "grpo.jsonl"
     assert (
         main(
-            ["prepare", "--input", str(shared_data / "gsm8k_train.jsonl"), "--out", str(out), "--limit", "3"]
+            ["prepare", "--input", str(packaged_data / "gsm8k_train.jsonl"), "--out", str(out), "--limit", "3"]
         )
         == 0
     )
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    first = json.loads((shared_data / "gsm8k_train.jsonl").read_text().splitlines()[0])
+    first = json.loads((packaged_data / "gsm8k_train.jsonl").read_text().splitlines()[0])
     assert len(rows) == 3 and rows[0]["gold"] == "72"
     assert rows[0]["prompt"] == student_messages(first["question"])  # the same prompt SSB trains on
     with pytest.raises(ValueError, match="row 0"):

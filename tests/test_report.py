@@ -2,20 +2,33 @@
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from ssb_plugin.demo.compare import paired_change, verdict
 from ssb_plugin.demo.report import SECTIONS, accuracy_rows, build_report
 from ssb_plugin.record import Manifest
 from ssb_plugin.train.callbacks import LogHistoryCallback
 from ssb_plugin.train.training_log import LOG_FILE, read_log_history
 
 
-def _lm_eval_results(path: Path, em: float, pm: float) -> None:
+def _lm_eval_results(
+    path: Path, em: float, pm: float, per_problem: dict[str, list[float]] | None = None
+) -> None:
+    """lm-eval's on-disk layout: results_*.json and, per task, samples_<task>_*.jsonl."""
     nested = path / "some__model"
     nested.mkdir(parents=True)
+    for task, scores in (per_problem or {}).items():
+        (nested / f"samples_{task}_2026-11-26T00-00-00.jsonl").write_text(
+            "".join(
+                json.dumps({"doc_id": i, "exact_match": v, "resps": [["x"]]}) + "\n"
+                for i, v in enumerate(scores)
+            )
+        )
     (nested / "results_2026-11-26T00-00-00.json").write_text(
         json.dumps(
             {
@@ -41,7 +54,7 @@ def test_accuracy_table_has_one_column_per_task_metric(tmp_path):
     _lm_eval_results(tmp_path / "a", 0.25, 0.1)
     header, rows = accuracy_rows({"base": json.loads(next((tmp_path / "a").rglob("*.json")).read_text())})
     assert header == ["model", "ssb_gsm8k exact_match", "ssb_math500 exact_match", "ssb_math500 paper_match"]
-    assert rows == [["base", "25.0% (n=20)", "12.5%", "10.0%"]]
+    assert rows == [["base", "25.0% ± 10.0 (n=20)", "12.5%", "10.0%"]]
 
 
 def test_log_history_callback_writes_one_line_per_log(tmp_path):
@@ -69,12 +82,26 @@ def test_report_has_every_section_and_a_plot(tmp_path):
     train.mkdir()
     (train / LOG_FILE).write_text(
         "".join(
-            json.dumps({"step": s, "loss": 2.0 / s, "ssb_kd": 2.0 / s, "grad_norm": 1.0}) + "\n"
-            for s in (1, 2, 3)
+            json.dumps({"step": s, "epoch": s / 2, "loss": 2.0 / s, "ssb_kd": 2.0 / s, "grad_norm": 1.0})
+            + "\n"
+            for s in (1, 2, 4)
         )
     )
-    _lm_eval_results(tmp_path / "eval_base", 0.2, 0.0)
-    _lm_eval_results(tmp_path / "eval_ssb", 0.3, 0.1)
+    # 20 problems: 4 -> 6 right; the two that flipped are within the paired standard error
+    base = [1.0] * 4 + [0.0] * 16
+    ssb = [1.0] * 6 + [0.0] * 14
+    _lm_eval_results(tmp_path / "eval_base", 0.2, 0.0, {"ssb_gsm8k": base})
+    _lm_eval_results(tmp_path / "eval_ssb", 0.3, 0.1, {"ssb_gsm8k": ssb})
+    kl = tmp_path / "heldout_kl.json"
+    kl.write_text(
+        json.dumps(
+            {
+                "temperature": 2.0,
+                "ids": ["a", "b", "c"],
+                "kl": {"base": [0.5, 0.6, 0.7], "ssb": [0.3, 0.45, 0.5]},
+            }
+        )
+    )
     timings = tmp_path / "timings.json"
     timings.write_text(json.dumps({"curate": 12.0, "train": 30.0}))
     report = build_report(
@@ -83,15 +110,35 @@ def test_report_has_every_section_and_a_plot(tmp_path):
         train,
         {"base": tmp_path / "eval_base", "ssb": tmp_path / "eval_ssb"},
         timings,
+        heldout_kl=kl,
+        heldout_curated=curated,
     )
     text = report.read_text()
     for section in SECTIONS:
         assert section in text
-    assert "| base | 20.0% (n=20)" in text and "| ssb | 30.0% (n=20)" in text
+    assert "| base | 20.0% ± 10.0 (n=20)" in text and "| ssb | 30.0% ± 10.0 (n=20)" in text
     assert "| kept | 3 |" in text and "| no_correct | 5 |" in text
-    assert "loss 2.0000 → 0.6667" in text
+    # paired change: diffs are 0.1 * (2 ones, 18 zeros) -> mean 10.0, SE 6.9 -> "larger"; honest wording
+    assert (
+        "| ssb_gsm8k exact_match (n=20) | 20.0% | 30.0% | 10.0 ± 6.9 | yes: 1.5 standard errors up |" in text
+    )
+    # KL per record 0.5/0.6/0.7 -> 0.3/0.45/0.5: the paired SE is that of the differences
+    assert "| 0.6000 ± 0.0577 | 0.4167 ± 0.0601 | -0.1833 ± 0.0167 | yes: 11.0 standard errors down |" in text
+    # the training summary: per-epoch means, not first vs last step
+    assert "| 1 | 2 | 1.5000 |" in text and "| 2 | 1 | 0.5000 |" in text
     png = tmp_path / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verdict_never_claims_a_change_within_its_standard_error():
+    assert verdict(*paired_change({0: 0.0, 1: 1.0}, {0: 1.0, 1: 0.0})[:2]).startswith("no:")  # flips cancel
+    assert verdict(*paired_change({0: 0.0, 1: 1.0}, {0: 0.0, 1: 1.0})[:2]) == "no change"
+    assert verdict(0.05, 0.1).startswith("no")
+    assert verdict(-0.05, 0.05).startswith("no")  # equal to its SE is not larger
+    assert verdict(0.3, 0.1) == "yes: 3.0 standard errors up"
+    assert verdict(0.1, 0.0) == "yes: every item moved by the same amount"
+    assert verdict(float("nan"), float("nan")) == "not measured"
+    assert paired_change({0: 1.0}, {1: 0.0})[2] == 0  # only items scored on both sides are paired
 
 
 def test_missing_eval_results_is_a_clear_error(tmp_path):
@@ -101,35 +148,54 @@ def test_missing_eval_results_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.pipeline
-def test_demo_pipeline_end_to_end(repo_root, tmp_path, shared_data):
-    """`scripts/run_pipeline.sh` (the README's first command) on a small slice: every stage for real."""
-    env = dict(
-        os.environ,
-        SSB_DEMO_PROBLEMS="24",
-        SSB_DEMO_EVAL_LIMIT="3",
-        SSB_DEMO_GEN_TOKS="64",
-        SSB_DATA_DIR=str(shared_data),
-    )
+def test_demo_pipeline_end_to_end(repo_root, tmp_path):
+    """The demo module `make demo` runs after the setup (`ssb-demo`), on a small slice, every stage
+    for real, with no data setting: the held-out set and the eval data come from the package."""
+    env = {k: v for k, v in os.environ.items() if k != "SSB_DATA_DIR"}
     run = tmp_path / "demo"
-    proc = subprocess.run(
-        ["bash", "scripts/run_pipeline.sh", str(run)],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssb_plugin.demo.pipeline",
+        str(run),
+        "--vllm-venv",
+        str(repo_root / ".venv-vllm"),
+    ]
+    cmd += ["--problems", "24", "--heldout", "12", "--eval-limit", "3", "--gen-toks", "64"]
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = (run / "report.md").read_text()
     for section in SECTIONS:
         assert section in text, text
-    # accuracy rows for both models, read from real lm-eval output
+    # accuracy rows for both models, read from real lm-eval output, with standard errors
     assert "| base |" in text and "| ssb |" in text
     assert "ssb_gsm8k exact_match" in text and "ssb_math500 paper_match" in text
-    # curation counts from the manifest; at least one record was kept and trained on
+    assert "ssb_easy_heldout exact_match (n=12)" in text  # the held-out problems, paired
+    assert re.search(r"\| base \| \d+\.\d% ± \d+\.\d \(n=12\)", text), text
+    # curation counts from the manifests; at least one record was kept and trained on
     manifest = Manifest.load(run / "curated")
     assert manifest.counts["kept"] >= 1 and f"| kept | {manifest.counts['kept']} |" in text
+    assert sum(Manifest.load(run / "heldout_curated").counts.values()) == 12
+    # the held-out KL: one value per kept held-out record for each model, on problems never trained on
+    kl = json.loads((run / "heldout_kl.json").read_text())
+    assert len(kl["kl"]["base"]) == len(kl["kl"]["ssb"]) == len(kl["ids"])
+    trained = {json.loads(x)["question"] for x in (run / "problems.jsonl").read_text().splitlines()}
+    held = {json.loads(x)["question"] for x in (run / "heldout.jsonl").read_text().splitlines()}
+    assert not trained & held
     history = read_log_history(run / "lora")
     assert any("ssb_kd" in h for h in history)
+    assert "| epoch | logged steps | mean loss |" in text
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "lora" / "adapter_model.safetensors").exists()
+    timings = json.loads((run / "timings.json").read_text())
+    assert {"curate", "curate_heldout", "train", "merge", "eval_base", "eval_ssb", "heldout_kl"} <= set(
+        timings
+    )
+
+
+def test_run_pipeline_sh_only_sets_up_and_calls_the_module(repo_root):
+    """Shell keeps what must be shell: the venv build, then the Python module."""
+    script = (repo_root / "scripts" / "run_pipeline.sh").read_text()
+    assert "scripts/setup_env.sh all" in script and "-m ssb_plugin.demo.pipeline" in script
+    assert "<<" not in script  # no Python heredocs
+    assert "<<" not in (repo_root / "scripts" / "test.sh").read_text()

@@ -21,7 +21,8 @@ from ssb_plugin.tasks import TASKS_DIR, check_data, include_path, main, task_con
 
 GREEDY = ["ssb_math500", "aime24", "aime25", "ssb_gsm8k"]
 SAMPLED = ["aime24_avg16", "aime25_avg16"]
-ROWS = {"ssb_math500": 500, "aime24": 30, "aime25": 30, "ssb_gsm8k": 1319}
+EASY = "ssb_easy_heldout"  # the demo's held-out arithmetic: packaged only, short greedy answers
+ROWS = {"ssb_math500": 500, "aime24": 30, "aime25": 30, "ssb_gsm8k": 1319, EASY: 40}
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +34,12 @@ def manager():
 
 
 @pytest.fixture(scope="module")
-def loaded(shared_data, manager):
-    """Every SSB task built by lm-eval on the local data."""
+def loaded(manager):
+    """Every SSB task built by lm-eval with no setting: the packaged data."""
     from lm_eval.tasks import get_task_dict
 
-    old = os.environ.get("SSB_DATA_DIR")
-    os.environ["SSB_DATA_DIR"] = str(shared_data)
-    try:
-        yield get_task_dict(GREEDY + SAMPLED, manager)
-    finally:
-        if old is None:
-            os.environ.pop("SSB_DATA_DIR", None)
-        else:
-            os.environ["SSB_DATA_DIR"] = old
+    assert "SSB_DATA_DIR" not in os.environ
+    return get_task_dict(GREEDY + SAMPLED + [EASY], manager)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +74,7 @@ def test_every_task_yaml_is_listed_and_package_data_ships_them(repo_root):
     import tomllib
 
     names = set(task_configs())
-    assert names == set(GREEDY + SAMPLED + ["ssb_math"])
+    assert names == set(GREEDY + SAMPLED + [EASY, "ssb_math"])
     patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]["ssb_plugin"]
@@ -90,9 +84,9 @@ def test_every_task_yaml_is_listed_and_package_data_ships_them(repo_root):
         assert Path(cfg["_path"]).parent == TASKS_DIR and "include" not in cfg
 
 
-def test_check_data(shared_data, tmp_path, capsys):
-    assert check_data(shared_data) == []
-    assert main(["--check-data", str(shared_data)]) == 0
+def test_check_data(packaged_data, tmp_path, capsys):
+    assert check_data(packaged_data) == []
+    assert main(["--check-data", str(packaged_data)]) == 0
     (tmp_path / "aime24.jsonl").write_text("not json\n")
     problems = check_data(tmp_path)
     assert any("aime24" in p and "not JSON" in p for p in problems)
@@ -104,11 +98,11 @@ def test_check_data(shared_data, tmp_path, capsys):
 
 
 def test_description_is_the_system_prompt(loaded):
-    for name in GREEDY + SAMPLED:
+    for name in GREEDY + SAMPLED + [EASY]:
         assert loaded[name].config.description == SYSTEM_PROMPT, name  # as lm-eval built the task
     # ...and no YAML carries a copy that could drift from ssb_plugin.prompts
     texts = [p.read_text() for p in TASKS_DIR.iterdir() if p.name.endswith("yaml")]
-    assert len(texts) >= 9 and not any("description:" in t or "expert math tutor" in t for t in texts)
+    assert len(texts) >= 10 and not any("description:" in t or "expert math tutor" in t for t in texts)
 
 
 def test_chat_prompt_equals_student_messages(loaded, tiny_model_dir):
@@ -187,6 +181,7 @@ def test_local_data_is_complete_and_normalised(loaded):
         assert all(isinstance(d["answer"], str) and d["answer"] and d["problem"] for d in docs), name
     assert loaded["ssb_gsm8k"].eval_docs[0]["answer"] == "18"
     assert loaded["aime24"].eval_docs[0]["answer"] == "204"
+    assert loaded[EASY].eval_docs[0] == {"id": "0", "problem": "What is 1 + 2?", "answer": "3"}
 
 
 def test_hub_spellings_are_normalised(utils):
@@ -203,7 +198,7 @@ def test_offline_errors_are_clear(utils, tmp_path, monkeypatch):
     monkeypatch.setenv("SSB_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="aime24.jsonl"):
         utils.load_docs(hub_path="Maxwell-Jia/AIME_2024", hub_split="train", local_file="aime24.jsonl")
-    monkeypatch.delenv("SSB_DATA_DIR")
+    monkeypatch.setenv("SSB_DATA_DIR", "hub")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="SSB_DATA_DIR"):
@@ -257,8 +252,8 @@ def test_avg_at_k(utils):
     }
 
 
-def test_hub_is_the_default_source(utils, monkeypatch):
-    """Without SSB_DATA_DIR every task asks `datasets` for its usual hub id and split."""
+def test_hub_when_selected(utils, monkeypatch):
+    """SSB_DATA_DIR=hub: every task asks `datasets` for its usual hub id and split."""
     import datasets
 
     calls = []
@@ -267,7 +262,7 @@ def test_hub_is_the_default_source(utils, monkeypatch):
         calls.append((path, name, split))
         return datasets.Dataset.from_list([{"problem": "p", "answer": "1"}])
 
-    monkeypatch.delenv("SSB_DATA_DIR", raising=False)
+    monkeypatch.setenv("SSB_DATA_DIR", "hub")
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     for name in GREEDY:
         kwargs = task_configs()[name]["dataset_kwargs"]
@@ -280,3 +275,12 @@ def test_hub_is_the_default_source(utils, monkeypatch):
         ("math-ai/aime25", None, "test"),
         ("openai/gsm8k", "main", "test"),
     ]
+
+
+def test_easy_heldout_scores_with_the_last_number_fallback(utils):
+    """The demo's task accepts an unboxed final number (as its curation does); the others do not."""
+    doc = {"id": "0", "problem": "What is 1 + 2?", "answer": "3"}
+    assert utils.process_results_easy(doc, ["1 plus 2 makes 3"]) == {"exact_match": 1.0}
+    assert utils.process_results_easy(doc, ["1 plus 2 makes 4"]) == {"exact_match": 0.0}
+    assert utils.process_results_easy(doc, [None]) == {"exact_match": 0.0}
+    assert utils.process_results_gsm8k(doc, ["1 plus 2 makes 3"]) == {"exact_match": 0.0}

@@ -7,8 +7,6 @@ must come out exactly as `grade()` / `paper_match()` say, per sample and in the 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from lm_eval.api.model import LM
 
@@ -54,26 +52,19 @@ class ScriptedLM(LM):
 
 
 @pytest.fixture(scope="module")
-def scripted_run(shared_data):
+def scripted_run():
+    """On the packaged data (no setting)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    old = os.environ.get("SSB_DATA_DIR")
-    os.environ["SSB_DATA_DIR"] = str(shared_data)
-    try:
-        tm = TaskManager(include_path=include_path())
-        names = ["aime24", "ssb_math500", "ssb_gsm8k", "aime24_avg16"]
-        golds = {}
-        for task in get_task_dict(names, tm).values():
-            golds.update({d["problem"]: d["answer"] for d in task.eval_docs})
-        lm = ScriptedLM(golds)
-        results = simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=4, log_samples=True)
-        return lm, results
-    finally:
-        if old is None:
-            os.environ.pop("SSB_DATA_DIR", None)
-        else:
-            os.environ["SSB_DATA_DIR"] = old
+    tm = TaskManager(include_path=include_path())
+    names = ["aime24", "ssb_math500", "ssb_gsm8k", "aime24_avg16"]
+    golds = {}
+    for task in get_task_dict(names, tm).values():
+        golds.update({d["problem"]: d["answer"] for d in task.eval_docs})
+    lm = ScriptedLM(golds)
+    results = simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=4, log_samples=True)
+    return lm, results
 
 
 def test_plain_prompts_carry_the_instruction(scripted_run):

@@ -8,10 +8,12 @@ counts as `bad_input` in the chunk it falls in, so sharded runs never double-cou
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ssb_plugin import data
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 from ssb_plugin.grading.gold import GSM8K_MARK, gsm8k_gold
 from ssb_plugin.jsonl import JsonlError, read_json_objects
@@ -78,6 +80,17 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
 
 def _read_hub(cfg: CurateConfig, limit: int | None) -> list[dict[str, Any]]:
     import datasets
+
+    # A set the package carries (GSM8K train, the default) is read from its packaged copy unless
+    # SSB_DATA_DIR selects the hub or another directory (ssb_plugin.data): same rows, offline.
+    copy = data.file_for_hub(cfg.data, cfg.data_config, cfg.split)
+    path = data.local_path(copy) if copy else None
+    if path is not None:
+        print(
+            f"data: {cfg.data} ({cfg.split}) from {path} ({data.DATA_DIR_ENV}=hub reads the hub)",
+            file=sys.stderr,
+        )
+        return _read_local(path)[:limit]
 
     split = cfg.split if limit is None else f"{cfg.split}[:{limit}]"
     try:

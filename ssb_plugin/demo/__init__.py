@@ -1,1 +1,1 @@
-"""The demo pipeline on the embedded model and its report (`make demo`)."""
+"""The CPU demo (`make demo`, `ssb-demo`): its problem generator, pipeline, held-out KL and report."""

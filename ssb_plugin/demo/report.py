@@ -1,8 +1,9 @@
 """Build `report.md` (+ a training-curve PNG) from one pipeline run's artefacts.
 
-Reads: the curated set's manifest (counts, timings), the training output dir's
+Reads: the curated sets' manifests (counts, timings), the training output dir's
 `ssb_log_history.jsonl` (written by the plugin's LogHistoryCallback), lm-eval `--output_path`
-dirs (one per evaluated model) and an optional stage-timings JSON written by the pipeline script.
+dirs (one per evaluated model, with `--log_samples` for the paired changes), the held-out KL
+JSON (`ssb_plugin.demo.heldout_kl`) and the stage timings JSON (`ssb_plugin.demo.pipeline`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ssb_plugin.demo import compare
 from ssb_plugin.record import OUTCOMES, Manifest
 from ssb_plugin.train.training_log import read_log_history
 
-SECTIONS = ("## Accuracy", "## Curation", "## Training", "## Timings")
+SECTIONS = ("## Accuracy", "## Did training move the numbers?", "## Curation", "## Training", "## Timings")
 
 
 def latest_lm_eval_results(output_path: str | Path) -> dict:
@@ -45,9 +47,13 @@ def accuracy_rows(evals: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     for name, res in evals.items():
         row = [name]
         for task, key in columns:
-            v = res.get("results", {}).get(task, {}).get(key)
+            got = res.get("results", {}).get(task, {})
+            v, se = got.get(key), got.get(key.replace(",", "_stderr,", 1))
             n = res.get("n-samples", {}).get(task, {}).get("effective")
-            row.append("—" if v is None else f"{100 * v:.1f}%" + (f" (n={n})" if n else ""))
+            cell = "—" if v is None else f"{100 * v:.1f}%"
+            if v is not None and isinstance(se, int | float):
+                cell += f" ± {100 * se:.1f}"
+            row.append(cell + (f" (n={n})" if v is not None and n else ""))
         rows.append(row)
     return header, rows
 
@@ -94,6 +100,99 @@ def plot_training(history: list[dict], png: Path) -> list[str]:
     return keys
 
 
+def _accuracy_section(results: dict[str, dict]) -> list[str]:
+    if not results:
+        return ["(no evaluation results)", ""]
+    header, rows = accuracy_rows(results)
+    return [
+        markdown_table(header, rows),
+        "",
+        "Each cell: accuracy ± its standard error (lm-eval's) over n problems. `exact_match` is the "
+        "project grader's equivalence check (with the last-number fallback on `ssb_easy_heldout`, as "
+        "the demo's curation); `paper_match` the published protocol's strict string match "
+        "(literal `\\boxed{gold}` on MATH-500, gold substring on AIME).",
+        "",
+    ]
+
+
+def _change_row(evals: dict[str, Path], task: str, metric: str) -> list[str]:
+    try:
+        before = compare.lm_eval_item_scores(evals["base"], task, metric)
+        after = compare.lm_eval_item_scores(evals["ssb"], task, metric)
+    except FileNotFoundError:  # an evaluation run without --log_samples: no per-problem scores
+        return [f"{task} {metric}", "—", "—", "—", "not measured (no per-problem samples logged)"]
+    change, se, n = compare.paired_change(before, after)
+    b, a = compare.mean_se(list(before.values()))[0], compare.mean_se(list(after.values()))[0]
+    return [
+        f"{task} {metric} (n={n})",
+        f"{100 * b:.1f}%",
+        f"{100 * a:.1f}%",
+        compare.fmt_pm(change, se, 100),
+        compare.verdict(change, se),
+    ]
+
+
+def _kl_row(kl: dict) -> list[str]:
+    before, after = dict(enumerate(kl["kl"]["base"])), dict(enumerate(kl["kl"]["ssb"]))
+    change, se, n = compare.paired_change(before, after)
+    (b, b_se), (a, a_se) = compare.mean_se(list(before.values())), compare.mean_se(list(after.values()))
+    return [
+        f"held-out KL(teacher ‖ student) per token, T={kl['temperature']:g} (n={n} records)",
+        compare.fmt_pm(b, b_se, digits=4),
+        compare.fmt_pm(a, a_se, digits=4),
+        compare.fmt_pm(change, se, digits=4),
+        compare.verdict(change, se),
+    ]
+
+
+def _changes_section(evals: dict[str, Path], heldout_kl: Path | None) -> list[str]:
+    """base -> ssb on the same problems / records, each change with its paired standard error."""
+    if not {"base", "ssb"} <= evals.keys():
+        return ["(needs a `base` and an `ssb` evaluation)", ""]
+    rows = []
+    results = latest_lm_eval_results(evals["ssb"])
+    for task, metrics in sorted(results.get("results", {}).items()):
+        declared = results.get("higher_is_better", {}).get(task) or {}
+        for metric in declared:
+            if f"{metric},none" not in metrics:
+                continue
+            rows.append(_change_row(evals, task, metric))
+    if heldout_kl is not None and Path(heldout_kl).exists():
+        rows.append(_kl_row(json.loads(Path(heldout_kl).read_text())))
+    header = ["measure", "base", "ssb", "change ± SE (paired)", "larger than its SE?"]
+    return [
+        markdown_table(header, rows),
+        "",
+        "A change is measured on the same problems (or held-out records) before and after training; "
+        "its standard error is that of the per-item differences. A change within its standard error cannot "
+        "be told from noise; about two standard errors is the usual bar for a real effect, and this is one run "
+        "on one seed. Lower KL means "
+        "the student's answers moved toward the hinted teacher's on problems it never trained on.",
+        "",
+    ]
+
+
+def _training_section(out: Path, history: list[dict]) -> list[str]:
+    if not history:
+        return ["(no training log found)", ""]
+    png = out.with_name("training_curves.png")
+    keys = plot_training(history, png)
+    epochs = compare.epoch_means(history, "loss")
+    lines = [f"![training curves]({png.name})", ""]
+    if epochs:
+        table = [[e, n, f"{m:.4f}"] for e, n, m in epochs]
+        lines += [markdown_table(["epoch", "logged steps", "mean loss"], table), ""]
+        same = len({n for _, n, _ in epochs}) == 1
+        lines += [
+            f"Mean loss per epoch over {'the same' if same else 'unequal numbers of'} logged steps: "
+            f"epoch {epochs[0][0]} {epochs[0][2]:.4f} → epoch {epochs[-1][0]} {epochs[-1][2]:.4f} "
+            "(single steps swing with the record they see; the per-epoch means compare like with like). "
+            f"Series: {', '.join(keys)}.",
+            "",
+        ]
+    return lines
+
+
 def build_report(
     out: Path,
     curated: Path | None,
@@ -101,65 +200,41 @@ def build_report(
     evals: dict[str, Path],
     timings: Path | None = None,
     title: str = "SSB pipeline report",
+    heldout_kl: Path | None = None,
+    heldout_curated: Path | None = None,
 ) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    parts = [f"# {title}", ""]
-
-    parts += [SECTIONS[0], ""]
-    results = {name: latest_lm_eval_results(path) for name, path in evals.items()}
-    if results:
-        header, rows = accuracy_rows(results)
-        parts += [
-            markdown_table(header, rows),
-            "",
-            "`exact_match` is the project grader's equivalence check; `paper_match` the published "
-            "protocol's strict string match (literal `\\boxed{gold}` on MATH-500, gold substring on AIME).",
-            "",
-        ]
-    else:
-        parts += ["(no evaluation results)", ""]
-
-    parts += [SECTIONS[1], ""]
-    if curated is not None:
-        m = Manifest.load(curated)
-        parts += [
-            f"Model `{m.model}`, backend `{m.backend}`, k = {m.k}, seed {m.seed}.",
-            "",
-            markdown_table(["outcome", "problems"], _count_rows(m.counts)),
-            "",
-        ]
-        if m.timings:
-            parts += [
-                markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in m.timings.items()]),
-                "",
-            ]
-
+    parts = [f"# {title}", "", SECTIONS[0], ""]
+    parts += _accuracy_section({name: latest_lm_eval_results(path) for name, path in evals.items()})
+    parts += [SECTIONS[1], ""] + _changes_section(evals, heldout_kl)
     parts += [SECTIONS[2], ""]
-    history = read_log_history(train_dir) if train_dir is not None else []
-    if history:
-        png = out.with_name("training_curves.png")
-        keys = plot_training(history, png)
-        train = [h for h in history if "loss" in h]
-        first, last = train[0] if train else {}, train[-1] if train else {}
-        parts += [
-            f"![training curves]({png.name})",
-            "",
-            f"{len(train)} logged steps; loss {first.get('loss', float('nan')):.4f} → "
-            f"{last.get('loss', float('nan')):.4f}. Series: {', '.join(keys)}.",
-            "",
-        ]
-    else:
-        parts += ["(no training log found)", ""]
-
+    for label, path in (("Training set", curated), ("Held-out set (for the KL)", heldout_curated)):
+        if path is not None:
+            parts += _curation_section(label, Manifest.load(path))
     parts += [SECTIONS[3], ""]
+    parts += _training_section(out, read_log_history(train_dir) if train_dir is not None else [])
+    parts += [SECTIONS[4], ""]
     if timings is not None and Path(timings).exists():
         t = json.loads(Path(timings).read_text())
         parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in t.items()]), ""]
     else:
         parts += ["(not recorded)", ""]
-
-    out.write_text("\n".join(parts))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(parts))
+    tmp.replace(out)
     return out
+
+
+def _curation_section(label: str, m: Manifest) -> list[str]:
+    parts = [
+        f"{label}: model `{m.model}`, backend `{m.backend}`, k = {m.k}, seed {m.seed}.",
+        "",
+        markdown_table(["outcome", "problems"], _count_rows(m.counts)),
+        "",
+    ]
+    if m.timings:
+        parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in m.timings.items()]), ""]
+    return parts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", type=Path, help="axolotl output_dir")
     ap.add_argument("--eval", action="append", default=[], metavar="NAME=DIR", help="lm-eval --output_path")
     ap.add_argument("--timings", type=Path, help="stage timings JSON")
+    ap.add_argument("--heldout-kl", type=Path, help="JSON of python -m ssb_plugin.demo.heldout_kl")
+    ap.add_argument("--heldout-curated", type=Path, help="the held-out set's ssb-curate output dir")
     args = ap.parse_args(argv)
     evals = {}
     for spec in args.eval:
@@ -176,7 +253,17 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             ap.error(f"--eval expects NAME=DIR, got {spec!r}")
         evals[name] = Path(path)
-    print(build_report(args.out, args.curated, args.train, evals, args.timings))
+    print(
+        build_report(
+            args.out,
+            args.curated,
+            args.train,
+            evals,
+            args.timings,
+            heldout_kl=args.heldout_kl,
+            heldout_curated=args.heldout_curated,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from ssb_plugin.data import DATA_DIR_ENV, data_dir
+
 TASKS_DIR = Path(__file__).resolve().parent
-DATA_DIR_ENV = "SSB_DATA_DIR"
 
 
 def include_path() -> str:
@@ -58,7 +58,7 @@ def _data_rows() -> list[tuple[str, str, str]]:
     rows = []
     for name, cfg in task_configs().items():
         kw = cfg.get("dataset_kwargs") or {}
-        if "local_file" in kw:
+        if "local_file" in kw and kw.get("hub_path"):  # sets without a hub copy always come from the package
             hub = (
                 kw["hub_path"]
                 + (f" ({kw['hub_name']})" if kw.get("hub_name") else "")
@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: run offline with {DATA_DIR_ENV}={args.check_data.resolve()}")
         return 0
     if args.list:
-        data_dir = os.environ.get(DATA_DIR_ENV)
+        where = data_dir()
         print(f"include path: {include_path()}")
         print(
-            f"data: {'$' + DATA_DIR_ENV + '=' + data_dir if data_dir else 'hub (set ' + DATA_DIR_ENV + ' for local files)'}"
+            f"data: {where if where is not None else 'the hub'} (unset {DATA_DIR_ENV}: packaged, =hub, =DIR)"
         )
         for name, hub, local in _data_rows():
             print(f"{name:14s} {hub:40s} {local}")

@@ -6,12 +6,10 @@ lm-eval imports this file by path (the `!function utils.x` tags in the YAMLs nex
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
+from ssb_plugin import data
 from ssb_plugin.grading import grade, paper_match, warmup
 from ssb_plugin.grading.gold import gsm8k_gold
 from ssb_plugin.prompts import SYSTEM_PROMPT
@@ -20,8 +18,6 @@ from ssb_plugin.prompts import SYSTEM_PROMPT
 # bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
 warmup()
 
-# Offline switch: a directory holding the local JSONL copies named in each YAML (`local_file`).
-DATA_DIR_ENV = "SSB_DATA_DIR"
 # Separator between the system prompt and the problem when no chat template is applied.
 PLAIN_SEPARATOR = "\n\n"
 
@@ -74,27 +70,30 @@ class SSBMathTask(ConfigurableTask):
 
 
 def load_docs(
-    *, hub_path: str, hub_split: str, local_file: str, hub_name: str | None = None, **_metadata
+    *,
+    local_file: str,
+    hub_path: str | None = None,
+    hub_split: str | None = None,
+    hub_name: str | None = None,
+    **_metadata,
 ) -> dict:
-    """`custom_dataset` loader: the hub set by default, `$SSB_DATA_DIR/<local_file>` when that is set.
+    """`custom_dataset` loader: the packaged copy by default, the hub or a directory when
+    `SSB_DATA_DIR` says so (`ssb_plugin.data`).
 
     lm-eval calls it with the task's metadata and `dataset_kwargs` as keyword arguments (plus, on
     some versions, the model arguments), hence `**_metadata`.
     """
     import datasets
 
-    data_dir = os.environ.get(DATA_DIR_ENV)
-    if data_dir:
-        path = Path(data_dir).expanduser().resolve() / local_file
-        if not path.is_file():
-            raise FileNotFoundError(f"{DATA_DIR_ENV}={data_dir} is set but {path} does not exist")
+    path = data.local_path(local_file)
+    if path is not None:
         return {"test": datasets.load_dataset("json", data_files=str(path), split="train")}
     try:
         return {"test": datasets.load_dataset(hub_path, hub_name, split=hub_split)}
-    except Exception as e:  # offline / no hub: say how to run on local files
+    except Exception as e:  # offline / no hub: say how to run on the packaged files
         raise RuntimeError(
-            f"could not load {hub_path} ({hub_split}) from the hub: {e}. To run offline, set "
-            f"{DATA_DIR_ENV} to a directory holding {local_file} (see `ssb-tasks --list`)."
+            f"could not load {hub_path} ({hub_split}) from the hub ({data.DATA_DIR_ENV}={data.HUB}): {e}. "
+            f"Unset {data.DATA_DIR_ENV} to run on the packaged copy of {local_file}."
         ) from e
 
 
@@ -166,6 +165,12 @@ def process_results_aime(doc: dict, results: list) -> dict[str, float]:
 def process_results_gsm8k(doc: dict, results: list) -> dict[str, float]:
     """Project grader only: the paper reports no GSM8K protocol (it is the training source)."""
     return _greedy(doc, results, None)
+
+
+def process_results_easy(doc: dict, results: list) -> dict[str, float]:
+    """The demo's held-out arithmetic: the grader with the last-number fallback, as its curation
+    (`--answer-fallback`): a 135M model rarely writes `\\boxed{}`, and the demo measures arithmetic."""
+    return {"exact_match": float(grade(_text(results[0]), doc["answer"], fallback=True).correct)}
 
 
 def process_results_aime_avg(doc: dict, results: list) -> dict[str, float]:
