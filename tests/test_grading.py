@@ -51,23 +51,47 @@ EXTRACT = [
 
 
 @pytest.mark.parametrize("text,expected", EXTRACT)
-def test_extract(text, expected):
-    assert extract_answer(text) == expected
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
+def test_extract(text, expected, mode):
+    # A boxed or phrased answer is found the same way in both modes.
+    assert extract_answer(text, mode=mode) == expected
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "I think it's about 5 or 6", "no answer here", "\\boxed{", "\\boxed{}", "\\boxedx 5"],
+    [
+        "",
+        "I think it's about 5 or 6",
+        "no answer here",
+        "\\boxed{",
+        "\\boxed{}",
+        "\\boxedx 5",
+        "x = 5",
+        "$3/4$",
+    ],
 )
-def test_extract_none(text):
+def test_extract_strict_none(text):
+    # Strict (curation): only the boxed answer or an answer phrase counts.
+    assert extract_answer(text, mode="strict") is None
+
+
+@pytest.mark.parametrize(
+    "text", ["", "no answer here", "\\boxed{", "\\boxed{}", "Let me think about this problem."]
+)
+def test_extract_lenient_none(text):
     assert extract_answer(text) is None
 
 
-def test_extract_fallback_is_explicit():
+def test_extract_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        extract_answer("\\boxed{1}", mode="loose")
+
+
+def test_extract_fallback_is_explicit_in_strict_mode():
     text = "She had 3 apples, then 5 more, so 8 apples."
-    assert extract_answer(text) is None
-    assert extract_answer(text, fallback=True) == "8"
-    assert extract_answer("total 1,250.", fallback=True) == "1,250"
+    assert extract_answer(text, mode="strict") is None
+    assert extract_answer(text, mode="strict", fallback=True) == "8"
+    assert extract_answer("total 1,250.", mode="strict", fallback=True) == "1,250"
     assert extract_answer("\\boxed{2} and 9", fallback=True) == "2"  # a marked answer beats the fallback
     assert extract_answer("nothing numeric", fallback=True) is None
 
@@ -516,8 +540,10 @@ def test_grade_result_fields():
 
 
 def test_grade_fallback():
-    assert grade("so she has 8 apples", "8").reason == "no_answer"
-    r = grade("so she has 8 apples", "8", fallback=True)
+    assert grade("so she has 8 apples", "8", mode="strict").reason == "no_answer"
+    r = grade("so she has 8 apples", "8", mode="strict", fallback=True)
+    assert r.correct and r.extracted == "8"
+    r = grade("so she has 8 apples", "8")  # lenient: the number the last sentence states
     assert r.correct and r.extracted == "8"
 
 

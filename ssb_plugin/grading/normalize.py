@@ -90,7 +90,8 @@ _DEGREE_RE = re.compile(
 )
 # An angle in degrees inside a trig function is converted to radians: \sin 30° = \sin(\pi/6).
 _TRIG_DEGREES_RE = re.compile(r"(\\(?:sin|cos|tan|cot|sec|csc)\s*\(?\s*)(\d+(?:\.\d+)?)\s*°")
-_DOLLAR_RE = re.compile(r"\\\$|\$")
+# Currency signs: the amount is the answer.
+_DOLLAR_RE = re.compile(r"\\\$|\$|€|£|¥|\\(?:euro|pounds|yen)(?![a-zA-Z])")
 _INFTY_RE = re.compile(r"\\infinity|\binfinity\b|\binf\b")
 _TEXT_RE = re.compile(r"\\text\s*\{([^{}]*)\}")
 _TEXT_CONNECTOR_RE = re.compile(r"\s*\\text\{\s*,?\s*(?:and|or)\s*\}\s*|,?\s+(?:and|or)\s+", re.IGNORECASE)
