@@ -46,10 +46,10 @@ LeafEq = Callable[[str, str], bool]
 _VAR = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]+\}?)?'*"
 _VAR_RE = re.compile(rf"^{_VAR}$")
 # f(x) = ..., f^{-1}(x) = ..., g(x, y) = ... name a value too
-_FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\(\s*{_VAR}(?:\s*,\s*{_VAR})*\s*\)$")
+_FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\([^()=<>]*\)$")  # f(x), g(x, y), f(2)
 _SUBSCRIPT_RE = re.compile(r"_\{?[a-zA-Z0-9]+\}?")
 _NAME_CMD_RE = re.compile(r"\\(?:frac|angle|measuredangle|overline|triangle|widehat|overarc|arc)(?![a-zA-Z])")
-_NAMED_RATIO_RE = re.compile(r"^[a-zA-Z'\s{}:/]+$")
+_NAMED_RATIO_RE = re.compile(r"^[a-zA-Z'\s{}:/+\-]+$")
 _VARTUPLE_RE = re.compile(rf"^\(\s*{_VAR}(?:\s*,\s*{_VAR})+\s*\)$")
 _IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
 _MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
@@ -177,7 +177,7 @@ def _is_name(p: str) -> bool:
 
 
 def _is_named_ratio(p: str) -> bool:
-    """``A_1:A_2``, ``\\frac{AB}{CD}``, ``AB/CD``, ``\\angle ABC``: named quantities, no numbers."""
+    """``A_1:A_2``, ``\\frac{AB}{CD}``, ``m+n``, ``\\angle ABC``: named quantities, no numbers."""
     bare = _NAME_CMD_RE.sub(" ", _SUBSCRIPT_RE.sub("", p))
     return bool(_NAMED_RATIO_RE.match(bare)) and any(c.isalpha() for c in bare)
 

@@ -291,7 +291,22 @@ WARMUP = [
     "\\tan^{-1}(1)",
     "2\\cdot 10^{3}",
     "\\frac{a}{b}c",
+    "\\csc^2 y",
+    "1 \\le |t| \\le 3",
+    "[-3,-1] \\cup [1,3]",
+    "2 < g(x) < 5",
+    "\\{-17, 17\\}",
 ]
+
+
+def warm_sets() -> None:
+    """Solving a first inequality imports sympy's solvers (about a second): done while idle."""
+    try:
+        _sets_equal(
+            latex2sympy("x^2 < 4", normalization_config=_NORM, conversion_config=_CONV), sympy.Interval(-2, 2)
+        )
+    except Exception:
+        pass
 
 
 def warm_one(text: str) -> None:
