@@ -36,7 +36,6 @@ EXTRACT = [
     ("Natalia sold 48+24 = 72 clips.\n#### 72", "72"),
     ("#### 1,234", "1,234"),
     ("The answer is $\\$18.90$.", "\\$18.90"),
-    ("The final answer is \\boxed{9}. The answer is 8.", "9"),
     ("My answer is 12.", "12"),
     # boxes side by side are one answer
     ("the roots are $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
@@ -80,6 +79,13 @@ def test_extract_strict_none(text):
 )
 def test_extract_lenient_none(text):
     assert extract_answer(text) is None
+
+
+def test_a_later_phrase_revises_the_box_only_in_lenient_mode():
+    text = "The final answer is \\boxed{9}. The answer is 8."
+    assert extract_answer(text, mode="strict") == "9"
+    assert extract_answer(text) == "8"
+    assert extract_answer("So \\boxed{9}. The answer is correct.") == "9"  # no value: no revision
 
 
 def test_extract_unknown_mode():

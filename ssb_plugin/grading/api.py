@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .compare import balanced, compare_answers
 from .extract import LENIENT, MAX_ANSWER_CHARS, MODES, extract_answer, last_boxed
-from .ladder import named_boxes
+from .ladder import is_sentence, named_boxes
 from .leaves import fast_leaf_equal
 from .pool import WorkerTimeout, get_pool
 from .structure import NeedSymbolic
@@ -43,6 +43,8 @@ def _gold_answer(gold: str) -> str:
         return gold.rsplit("####", 1)[1].strip()
     if "\\boxed" in gold or "\\fbox" in gold:
         return named_boxes(gold) or last_boxed(gold) or gold
+    if is_sentence(gold):  # a worked solution without a box: its answer, read leniently
+        return extract_answer(gold) or gold
     return gold
 
 

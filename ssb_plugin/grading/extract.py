@@ -15,15 +15,17 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # bounds the work at O(_MAX_BOX_TRIES * len(text)).
 _MAX_BOX_TRIES = 8
 # Boxes separated only by this are one answer written as several boxes.
-_JOIN_GAP_RE = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)\s*\})?[\s$]*\Z")
+_SPACING = r"(?:\s|\$|\\[,;:! ()\[\]]|\\q?quad(?![a-zA-Z])|~)*"
+_JOIN_GAP_RE = re.compile(rf"{_SPACING}(?:,|;|\band\b|\bor\b|\\text\{{\s*(?:and|or|,)\s*\}})?{_SPACING}\Z")
 _MAX_JOINED_BOXES = 10
+_MAX_JOIN_GAP = 200  # a longer gap is prose, and a bounded gap keeps the join regex cheap
 # Extraction modes: lenient takes answers however they are written; strict only boxed or phrased.
 LENIENT, STRICT = "lenient", "strict"
 MODES = (LENIENT, STRICT)
 # An answer longer than this is not an answer (and would only slow the equivalence check).
 MAX_ANSWER_CHARS = 10_000
 
-_PHRASE_RE = re.compile(
+PHRASE_RE = re.compile(
     r"(?:final\s+answer\**\s*(?:is\b|:)|\banswer\**\s+is\b|\banswer\**\s*:|####)[ \t]*:?",
     re.IGNORECASE,
 )
@@ -102,7 +104,11 @@ def last_boxed(text: str) -> str | None:
         if prev is None:
             break
         gap_start = _box_end(text, prev[0])
-        if gap_start is None or not _JOIN_GAP_RE.match(text, gap_start, start):
+        if (
+            gap_start is None
+            or start - gap_start > _MAX_JOIN_GAP
+            or not _JOIN_GAP_RE.match(text, gap_start, start)
+        ):
             break
         start = prev[0]
         if prev[1] != parts[0]:
@@ -184,7 +190,7 @@ def _phrase_answer(rest: str) -> str | None:
 def phrase_answer(text: str) -> str | None:
     """Answer after the last "final answer is" / "the answer is" / "Answer:" / ``####``."""
     last = None
-    for m in _PHRASE_RE.finditer(text):
+    for m in PHRASE_RE.finditer(text):
         last = m
     if last is None:
         return None
@@ -219,11 +225,13 @@ def extract_answer(text: str, *, fallback: bool = False, mode: str = LENIENT) ->
     if mode == LENIENT:
         from . import ladder  # the lenient rungs build on this module's box scanner
 
-        ans = ladder.named_boxes(text)
+        ans = ladder.named_boxes(text) or ladder.phrase_after_box(text)
     if ans is None:
         ans = last_boxed(text)
     if ans is None:
         ans = phrase_answer(text)
+        if ans is not None and mode == LENIENT:
+            ans = ladder.refine_phrased(ans)
     if ans is None and mode == LENIENT:
         ans = ladder.lenient_answer(text)
     if ans is None and fallback:

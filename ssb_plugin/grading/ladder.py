@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import MAX_ANSWER_CHARS, box_spans
+from .extract import MAX_ANSWER_CHARS, PHRASE_RE, box_spans, phrase_answer
 
 # Words a bare answer may contain besides its value: units, connectors, number words.
 _ANSWER_WORDS = frozenset(
@@ -34,9 +34,10 @@ _MATH_NAMES = frozenset(
 )
 _WHOLE_TEXT_RE = re.compile(r"^\$?\\(?:text|textbf|mathrm|mbox)\{[^{}]*\}\$?$")
 _CMD_RE = re.compile(r"\\[a-zA-Z]+")
+_ENV_RE = re.compile(r"\\(?:begin|end)\{[^{}]*\}")
 _DIGIT_OR_MATH_RE = re.compile(r"\d|\$|\\[(\[]")
 _TEXT_GROUP_RE = re.compile(r"\\text\{[^{}]*\}")
-_SENTENCE_END_RE = re.compile(r"[.!?](?:\s|$)")
+_SENTENCE_END_RE = re.compile(r"[.!?]\s")
 _BARE_MAX_CHARS = 200
 _NAMED_BOX_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?'*|\\[a-zA-Z]+)\s*=(?!=)")
 _NAMED_BOX_WINDOW = 400  # named boxes further apart than this are separate statements
@@ -66,7 +67,7 @@ def named_boxes(text: str) -> str | None:
 
 def _words(text: str, shortest: int) -> list[str]:
     """Words of at least ``shortest`` letters that are neither answer words nor LaTeX commands."""
-    bare = _CMD_RE.sub(" ", text)
+    bare = _CMD_RE.sub(" ", _ENV_RE.sub(" ", text))
     return [
         w
         for w in re.findall(rf"(?<![\\a-zA-Z])[a-zA-Z]{{{shortest},}}", bare)
@@ -81,7 +82,7 @@ def bare_answer(text: str) -> str | None:
         return None
     if "\\boxed" in s or "\\fbox" in s:
         return None  # a box the box rung could not read is broken, not an answer
-    if _SENTENCE_END_RE.search(s[:-1]) or s.endswith(("?", "!")):
+    if _SENTENCE_END_RE.search(s) or s.endswith(("?", "!")):
         return None
     if _WHOLE_TEXT_RE.match(s):
         return s  # \text{all real numbers}: a text answer, however many words
@@ -93,6 +94,37 @@ def bare_answer(text: str) -> str | None:
     if not _DIGIT_OR_MATH_RE.search(s) and len(_words(s, 2)) > 1:
         return None  # "no idea": two words and no value
     return s
+
+
+def phrase_after_box(text: str) -> str | None:
+    """An answer phrase written after the last box ("... The final answer is $10,455$."): a revision.
+
+    Only a value counts (digits or maths): "The answer is correct." after a box revises nothing.
+    """
+    spans = box_spans(text, 1)
+    if not spans:
+        return None
+    found = list(PHRASE_RE.finditer(text, spans[-1][1]))
+    if not found:
+        return None
+    ans = phrase_answer(text[found[-1].start() :])
+    if ans is None or not (_DIGIT_OR_MATH_RE.search(ans) or "\\" in ans):
+        return None
+    if '"' in ans or "$" in ans:
+        return None  # a quoted or half-delimited restatement, not a cleaner answer than the box
+    return ans
+
+
+def is_sentence(text: str) -> bool:
+    """Prose (two or more words that are not units or maths) rather than an answer."""
+    return bare_answer(text) is None and len(_words(text, 3)) > 1
+
+
+def refine_phrased(ans: str) -> str:
+    """A phrased answer that is a sentence ("Jane started 3 hours ago"): the value it states."""
+    if not is_sentence(ans):
+        return ans
+    return last_math_or_number(ans) or ans
 
 
 def _math_envs(text: str) -> list[tuple[int, int, str]]:

@@ -113,6 +113,8 @@ def _to_sympy(text: str):
         if not _PLAIN_RE.match(text):
             raise
         value = _parse_plain(text)
+    if isinstance(value, sympy.MatrixExpr):
+        value = value.doit()  # A + B, A B: the matrix they make
     if isinstance(value, sympy.Basic) and _I in value.free_symbols:
         value = value.subs(_I, sympy.I)  # MATH writes the imaginary unit as i
     return value
@@ -183,7 +185,8 @@ def _as_real_set(v):
     """The set of reals a value describes: a set as is; a condition on one unknown, solved."""
     if isinstance(v, sympy.Set):
         return v
-    if not isinstance(v, sympy.logic.boolalg.Boolean) or isinstance(v, sympy.Eq):
+    # A condition: an inequality, or several joined by and/or (a Symbol is a Boolean too: not one).
+    if not isinstance(v, Relational | sympy.And | sympy.Or) or isinstance(v, sympy.Eq | sympy.Ne):
         return None
     unknowns = v.atoms(AppliedUndef) or v.free_symbols  # 2 < g(x) < 5 is a condition on g(x)
     if len(unknowns) != 1:
