@@ -6,6 +6,8 @@ Two sets:
   ``as given`` (the rows as they are: bare answers, LaTeX snippets, whole outputs, as
   ``ssb-grade FILE`` sees them) and ``in output`` (each bare answer put at the end of a short
   worked solution in one of several usual templates; rows that are whole outputs stay as they are);
+- the unit tests' convention tables (``grading_cases/conventions/``), as given: written alongside
+  the grader, so only a regression check;
 - the built set from public golds (``grading_builtset.py``: MATH-500, GSM8K test, AIME), when
   ``--data`` points at the reference data.
 
@@ -147,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     families = load_families(args.cases)
     score("families, as given", {f: as_given(r) for f, r in families.items()}, args.errors)
     score("families, in output", {f: in_output(r) for f, r in families.items()}, args.errors)
+    conventions = load_families(args.cases / "conventions")
+    if conventions:  # the unit tests' tables: written with the grader, so a regression check only
+        score(
+            "convention tables (tests' own, tuned on)",
+            {f: as_given(r) for f, r in conventions.items()},
+            args.errors,
+        )
     if args.data:
         from grading_builtset import build_cases
 

@@ -42,6 +42,8 @@ _BARE_MAX_CHARS = 200
 _NAMED_BOX_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?'*|\\[a-zA-Z]+)\s*=(?!=)")
 _NAMED_BOX_WINDOW = 400  # named boxes further apart than this are separate statements
 _NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%|€)?")
+_DELIMITER_RE = re.compile(r"\\\$|\\[(\[]|\$\$|\$")
+_TAIL_CHARS = 2 * MAX_ANSWER_CHARS
 _SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]{1,40}\|>")
 _HOPE_RE = re.compile(r"i hope it is correct\.?", re.IGNORECASE)
 _CHAIN_LHS_RE = re.compile(r"^[\d\s+\-*/^().,{}\\]*$|\\(?:frac|cdot|times|sqrt)")
@@ -131,31 +133,31 @@ def _math_envs(text: str) -> list[tuple[int, int, str]]:
     """``(start, end, content)`` of the LaTeX math environments, in order (escaped ``\\$`` skipped)."""
     out, i, n = [], 0, len(text)
     while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in "([":
-            closer = "\\)" if text[i + 1] == "(" else "\\]"
+        m = _DELIMITER_RE.search(text, i)
+        if m is None:
+            break
+        i, tok = m.start(), m.group(0)
+        if tok == "\\$":
+            i += 2
+        elif tok in ("\\(", "\\["):
+            closer = "\\)" if tok == "\\(" else "\\]"
             close = text.find(closer, i + 2)
             if close < 0:
-                return out
+                break
             out.append((i, close + 2, text[i + 2 : close]))
             i = close + 2
-        elif c == "\\":
-            i += 2
-        elif c == "$":
-            display = text.startswith("$$", i)
-            opener = 2 if display else 1
-            close = _dollar_close(text, i + opener, "$$" if display else "$")
+        else:
+            opener = len(tok)
+            close = _dollar_close(text, i + opener, tok)
             if close < 0:
                 i += opener
                 continue
             content = text[i + opener : close]
-            if display or "\n" not in content:  # an inline span does not cross a line
+            if opener == 2 or "\n" not in content:  # an inline span does not cross a line
                 out.append((i, close + opener, content))
                 i = close + opener
             else:
                 i += opener
-        else:
-            i += 1
     return out
 
 
@@ -183,7 +185,8 @@ def _chain_value(content: str) -> str:
 
 def last_math_or_number(text: str) -> str | None:
     """The last math environment's content, or a plain number written after it."""
-    text = _HOPE_RE.sub("", _SPECIAL_TOKEN_RE.sub("", text))
+    # The final answer is near the end: a bounded tail keeps megabyte outputs fast.
+    text = _HOPE_RE.sub("", _SPECIAL_TOKEN_RE.sub("", text[-_TAIL_CHARS:]))
     envs = _math_envs(text)
     env_end = envs[-1][1] if envs else 0
     number = None
