@@ -33,15 +33,16 @@ def main() -> None:
     sys.stdout = sys.stderr
     sys.setrecursionlimit(20_000)
     _limit_memory()
+    from ssb_plugin.grading import realsets
     from ssb_plugin.grading.compare import compare_answers
-    from ssb_plugin.grading.symbolic import WARMUP, symbolic_leaf_equal, warm_one, warm_sets
+    from ssb_plugin.grading.symbolic import WARMUP, symbolic_leaf_equal, warm_one
 
     compare_answers("\\frac{1}{2}+x", "x+0.5", symbolic_leaf_equal)
     out.write("ready\n")
     # While idle, parse a few typical expressions: ANTLR builds its prediction cache lazily, so the
     # first parses of each construct are several times slower. One at a time, only while no request
     # is waiting (the parent sends one request per worker and waits for its reply).
-    pending = [warm_sets] + [lambda t=t: warm_one(t) for t in WARMUP]
+    pending = [realsets.warm] + [lambda t=t: warm_one(t) for t in WARMUP]
     while True:
         if pending and not select.select([sys.stdin], [], [], 0)[0]:
             pending.pop()()

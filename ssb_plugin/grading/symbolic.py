@@ -15,7 +15,6 @@ import re
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
 from latex2sympy2_extended.math_normalization import NormalizationConfig
-from sympy.core.function import AppliedUndef
 from sympy.core.relational import Relational
 from sympy.parsing.sympy_parser import (
     convert_xor,
@@ -27,6 +26,7 @@ from sympy.parsing.sympy_parser import (
 
 from .fastlatex import translate
 from .leaves import APPROX_MIN_DECIMALS, fast_leaf_equal, split_marker
+from .realsets import sets_equal
 from .structure import NeedSymbolic
 
 _NORM = NormalizationConfig(
@@ -181,40 +181,10 @@ def _probe_equal(a, b) -> bool | None:
     return True if decided >= 3 else None
 
 
-def _as_real_set(v):
-    """The set of reals a value describes: a set as is; a condition on one unknown, solved."""
-    if isinstance(v, sympy.Set):
-        return v
-    # A condition: an inequality, or several joined by and/or (a Symbol is a Boolean too: not one).
-    if not isinstance(v, Relational | sympy.And | sympy.Or) or isinstance(v, sympy.Eq | sympy.Ne):
-        return None
-    unknowns = v.atoms(AppliedUndef) or v.free_symbols  # 2 < g(x) < 5 is a condition on g(x)
-    if len(unknowns) != 1:
-        return None
-    x = sympy.Dummy("x", real=True)
-    try:
-        return v.xreplace({next(iter(unknowns)): x}).as_set()
-    except Exception:
-        return None
-
-
-def _sets_equal(a, b) -> bool | None:
-    """Equal as sets of reals, or None when one side is not a set or a condition."""
-    if not (isinstance(a, sympy.Set) or isinstance(b, sympy.Set)) and isinstance(a, Relational):
-        return None  # two relations: compared as relations below
-    sa, sb = _as_real_set(a), _as_real_set(b)
-    if sa is None or sb is None:
-        return None
-    try:
-        return bool(sa == sb or sa.symmetric_difference(sb) == sympy.S.EmptySet)
-    except Exception:
-        return False
-
-
 def _exprs_equal(a, b, pred_text: str) -> bool:
     if a == b:
         return True
-    as_sets = _sets_equal(a, b)
+    as_sets = sets_equal(a, b)
     if as_sets is not None:
         return as_sets
     if isinstance(a, Relational) or isinstance(b, Relational):
@@ -300,16 +270,6 @@ WARMUP = [
     "2 < g(x) < 5",
     "\\{-17, 17\\}",
 ]
-
-
-def warm_sets() -> None:
-    """Solving a first inequality imports sympy's solvers (about a second): done while idle."""
-    try:
-        _sets_equal(
-            latex2sympy("x^2 < 4", normalization_config=_NORM, conversion_config=_CONV), sympy.Interval(-2, 2)
-        )
-    except Exception:
-        pass
 
 
 def warm_one(text: str) -> None:
