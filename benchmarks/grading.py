@@ -111,7 +111,7 @@ def _times(ts: list[float]) -> str:
     return f"median {statistics.median(s) * 1e3:7.2f} ms  max {s[-1] * 1e3:8.1f} ms"
 
 
-def score(name: str, groups: dict[str, list[dict]], errors: bool) -> dict:
+def score(name: str, groups: dict[str, list[dict]], errors: bool, slowest: int = 0) -> dict:
     """Score every group with both graders; print per-group accuracy and the overall line."""
     cases = [c for rows in groups.values() for c in rows]
     ours, t_ours = run_ours(cases)
@@ -129,6 +129,8 @@ def score(name: str, groups: dict[str, list[dict]], errors: bool) -> dict:
     result["overall"] = (a, b)
     print(f"{'overall':<22}{len(cases):>6}{a:>9.4f}{b:>13.4f}")
     print(f"ssb grader   {_times(t_ours)}\nmath-verify  {_times(t_mv)}")
+    for t, c in sorted(zip(t_ours, cases, strict=True), key=lambda tc: -tc[0])[:slowest]:
+        print(f"  slow {t * 1e3:8.1f} ms  gold={c['gold']!r} output={c['output'][-80:]!r}")
     if errors:
         for c, v, w in zip(cases, ours, mv, strict=True):
             if v != _label(c):
@@ -144,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="reference data folder (math500.jsonl, ...) for the built set")
     ap.add_argument("--limit", type=int, help="first N cases of the built set")
     ap.add_argument("--errors", action="store_true", help="list the cases this grader gets wrong")
+    ap.add_argument("--slowest", type=int, default=0, help="list this grader's N slowest cases per set")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     families = load_families(args.cases)
-    score("families, as given", {f: as_given(r) for f, r in families.items()}, args.errors)
-    score("families, in output", {f: in_output(r) for f, r in families.items()}, args.errors)
+    score("families, as given", {f: as_given(r) for f, r in families.items()}, args.errors, args.slowest)
+    score("families, in output", {f: in_output(r) for f, r in families.items()}, args.errors, args.slowest)
     conventions = load_families(args.cases / "conventions")
     if conventions:  # the unit tests' tables: written with the grader, so a regression check only
         score(
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         built = defaultdict(list)
         for c in build_cases(args.data, args.limit):
             built[c["src"]].append(c)
-        score("built set from public golds", dict(built), args.errors)
+        score("built set from public golds", dict(built), args.errors, args.slowest)
     return 0
 
 

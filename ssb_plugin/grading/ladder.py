@@ -106,7 +106,7 @@ def phrase_after_box(text: str) -> str | None:
     spans = box_spans(text, 1)
     if not spans:
         return None
-    found = list(PHRASE_RE.finditer(text, spans[-1][1]))
+    found = list(PHRASE_RE.finditer(text, max(spans[-1][1], len(text) - _TAIL_CHARS)))
     if not found:
         return None
     ans = phrase_answer(text[found[-1].start() :])

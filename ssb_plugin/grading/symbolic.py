@@ -9,6 +9,7 @@ Equations compare as ``lhs - rhs`` up to a non-zero constant factor.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -235,6 +236,9 @@ def _relations_equal(a, b, pred_text: str) -> bool:
     if isinstance(a, sympy.Eq):
         # Same solution set: lhs - rhs proportional (x = 2y and 2y - x = 0).
         try:
+            probed = _proportional_at_probes(da, db)
+            if probed is not None:
+                return probed
             if sympy.simplify(da - db) == 0 or sympy.simplify(da + db) == 0:
                 return True
             ratio = sympy.simplify(da / db)
@@ -242,6 +246,31 @@ def _relations_equal(a, b, pred_text: str) -> bool:
         except Exception:
             return False
     return _exprs_equal(da, db, pred_text)
+
+
+def _proportional_at_probes(a, b) -> bool | None:
+    """``a = c * b`` for one non-zero constant c, judged at random points (None: undecided).
+
+    ``simplify`` on both forms costs seconds on a loaded machine; float ratios at a few points do not.
+    """
+    syms = sorted(a.free_symbols | b.free_symbols, key=str)
+    if not syms:
+        return None
+    fa, fb = sympy.lambdify(syms, a, "math"), sympy.lambdify(syms, b, "math")
+    rng = random.Random(4321)
+    ratios = []
+    for _ in range(_PROBES + 2):
+        point = [rng.uniform(0.3, 2.9) for _ in syms]
+        try:
+            va, vb = float(fa(*point)), float(fb(*point))
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            continue
+        if vb != 0 and math.isfinite(va) and math.isfinite(vb):
+            ratios.append(va / vb)
+    if len(ratios) < 3:
+        return None
+    first = ratios[0]
+    return first != 0 and all(abs(r - first) <= 1e-9 * max(1.0, abs(first)) for r in ratios[1:])
 
 
 # Parsed once at worker start-up: ANTLR builds its prediction cache (DFA) lazily, so the first
