@@ -87,7 +87,9 @@ class Curator:
         return self.tok.decode(ids, skip_special_tokens=True)
 
     def _grade(self, text: str, gold: str):
-        return self.grade(text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback)
+        return self.grade(
+            text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback, mode="strict"
+        )
 
     def _budget(self, prompt_len: int, max_tokens: int) -> int | None:
         """Tokens left for the answer, or None when the prompt alone does not fit the context."""

@@ -7,13 +7,16 @@ starts on first need. See docs/grading.md for the conventions.
 """
 
 from .api import DEFAULT_TIMEOUT, REASONS, GradeResult, check, grade, is_equivalent, warmup
-from .extract import extract_answer
+from .extract import LENIENT, MODES, STRICT, extract_answer
 from .paper import paper_match
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "REASONS",
     "GradeResult",
+    "LENIENT",
+    "MODES",
+    "STRICT",
     "check",
     "extract_answer",
     "grade",

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from .compare import balanced, compare_answers
-from .extract import MAX_ANSWER_CHARS, extract_answer
+from .extract import LENIENT, MAX_ANSWER_CHARS, MODES, extract_answer
 from .gold import gold_answer
 from .leaves import fast_leaf_equal
 from .pool import WorkerTimeout, get_pool
@@ -81,10 +81,18 @@ def is_equivalent(pred: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT) -> 
     return check(pred, gold, timeout)[0]
 
 
-def grade(output: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT, fallback: bool = False) -> GradeResult:
-    """Extract the final answer from a model ``output`` and compare it with ``gold``."""
+def grade(
+    output: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT, fallback: bool = False, mode: str = LENIENT
+) -> GradeResult:
+    """Extract the final answer from a model ``output`` and compare it with ``gold``.
+
+    ``mode``: ``"lenient"`` (default; outputs, bare answers and LaTeX snippets alike) or
+    ``"strict"`` (only a boxed or phrased answer counts: curation), see ``extract_answer``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown extraction mode {mode!r}; expected one of {MODES}")
     try:
-        extracted = extract_answer(output, fallback=fallback)
+        extracted = extract_answer(output, fallback=fallback, mode=mode)
     except Exception:
         return GradeResult(False, None, "error")
     if extracted is None:

@@ -15,12 +15,17 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 # bounds the work at O(_MAX_BOX_TRIES * len(text)).
 _MAX_BOX_TRIES = 8
 # Boxes separated only by this are one answer written as several boxes.
-_JOIN_GAP_RE = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)\s*\})?[\s$]*\Z")
+_SPACING = r"(?:\s|\$|\\[,;:! ()\[\]]|\\q?quad(?![a-zA-Z])|~)*"
+_JOIN_GAP_RE = re.compile(rf"{_SPACING}(?:,|;|\band\b|\bor\b|\\text\{{\s*(?:and|or|,)\s*\}})?{_SPACING}\Z")
 _MAX_JOINED_BOXES = 10
+_MAX_JOIN_GAP = 200  # a longer gap is prose, and a bounded gap keeps the join regex cheap
+# Extraction modes: lenient takes answers however they are written; strict only boxed or phrased.
+LENIENT, STRICT = "lenient", "strict"
+MODES = (LENIENT, STRICT)
 # An answer longer than this is not an answer (and would only slow the equivalence check).
 MAX_ANSWER_CHARS = 10_000
 
-_PHRASE_RE = re.compile(
+PHRASE_RE = re.compile(
     r"(?:final\s+answer\**\s*(?:is\b|:)|\banswer\**\s+is\b|\banswer\**\s*:|####)[ \t]*:?",
     re.IGNORECASE,
 )
@@ -99,12 +104,31 @@ def last_boxed(text: str) -> str | None:
         if prev is None:
             break
         gap_start = _box_end(text, prev[0])
-        if gap_start is None or not _JOIN_GAP_RE.match(text, gap_start, start):
+        if (
+            gap_start is None
+            or start - gap_start > _MAX_JOIN_GAP
+            or not _JOIN_GAP_RE.match(text, gap_start, start)
+        ):
             break
         start = prev[0]
         if prev[1] != parts[0]:
             parts.insert(0, prev[1])
     return ", ".join(parts)
+
+
+def box_spans(text: str, limit: int) -> list[tuple[int, int, str]]:
+    """``(start, end, content)`` of up to ``limit`` last complete braced boxes, in text order."""
+    spans: list[tuple[int, int, str]] = []
+    end = len(text)
+    while len(spans) < limit:
+        found = _last_box_span(text, end)
+        if found is None:
+            break
+        stop = _box_end(text, found[0])
+        if stop is not None:
+            spans.insert(0, (found[0], stop, found[1]))
+        end = found[0]
+    return spans
 
 
 def _box_end(text: str, box_start: int) -> int | None:
@@ -166,7 +190,7 @@ def _phrase_answer(rest: str) -> str | None:
 def phrase_answer(text: str) -> str | None:
     """Answer after the last "final answer is" / "the answer is" / "Answer:" / ``####``."""
     last = None
-    for m in _PHRASE_RE.finditer(text):
+    for m in PHRASE_RE.finditer(text):
         last = m
     if last is None:
         return None
@@ -185,17 +209,31 @@ def last_number(text: str) -> str | None:
     return None if last is None else last.group(0).rstrip(",")
 
 
-def extract_answer(text: str, *, fallback: bool = False) -> str | None:
+def extract_answer(text: str, *, fallback: bool = False, mode: str = LENIENT) -> str | None:
     """The final answer written in ``text``, or ``None`` when there is none.
 
-    ``fallback=True`` adds the last number in the text as a final resort (for small models that
-    never box); it is off by default because a stray number is not an answer.
+    ``mode="lenient"`` (the default, for grading and evaluation) takes answers however they are
+    handed over: boxed, after an answer phrase, a bare answer, or the last math environment (see
+    ``ladder``). ``mode="strict"`` (curation) takes only the boxed answer or the answer phrase.
+    ``fallback=True`` adds the last number in the text as a final resort in either mode.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown extraction mode {mode!r}; expected one of {MODES}")
     if not isinstance(text, str) or not text:
         return None
-    ans = last_boxed(text)
+    ans = None
+    if mode == LENIENT:
+        from . import ladder  # the lenient rungs build on this module's box scanner
+
+        ans = ladder.named_boxes(text) or ladder.phrase_after_box(text)
+    if ans is None:
+        ans = last_boxed(text)
     if ans is None:
         ans = phrase_answer(text)
+        if ans is not None and mode == LENIENT:
+            ans = ladder.refine_phrased(ans)
+    if ans is None and mode == LENIENT:
+        ans = ladder.lenient_answer(text)
     if ans is None and fallback:
         ans = last_number(text)
     if ans is None or len(ans) > MAX_ANSWER_CHARS:

@@ -6,7 +6,8 @@ Curation (`curate/problems.py`), the lm-eval GSM8K task (`tasks/utils.py`), the 
 
 from __future__ import annotations
 
-from .extract import last_boxed
+from .extract import extract_answer, last_boxed
+from .ladder import is_sentence, named_boxes
 
 GSM8K_MARK = "####"
 
@@ -20,10 +21,13 @@ def gsm8k_gold(text: str) -> str | None:
 
 
 def gold_answer(gold: str) -> str:
-    """A gold given as a worked solution: its `#### N`, else its last box, else the text itself."""
+    """A gold given as a worked solution: its `#### N`, else its (named) boxes, else the answer of a
+    worked solution read leniently, else the text itself."""
     found = gsm8k_gold(gold)
     if found is not None:
         return found
     if "\\boxed" in gold or "\\fbox" in gold:
-        return last_boxed(gold) or gold
+        return named_boxes(gold) or last_boxed(gold) or gold
+    if is_sentence(gold):  # a worked solution without a box: its answer, read leniently
+        return extract_answer(gold) or gold
     return gold

@@ -90,10 +90,14 @@ _DEGREE_RE = re.compile(
 )
 # An angle in degrees inside a trig function is converted to radians: \sin 30° = \sin(\pi/6).
 _TRIG_DEGREES_RE = re.compile(r"(\\(?:sin|cos|tan|cot|sec|csc)\s*\(?\s*)(\d+(?:\.\d+)?)\s*°")
-_DOLLAR_RE = re.compile(r"\\\$|\$")
+# Currency signs: the amount is the answer.
+_DOLLAR_RE = re.compile(r"\\\$|\$|€|£|¥|\\(?:euro|pounds|yen)(?![a-zA-Z])")
 _INFTY_RE = re.compile(r"\\infinity|\binfinity\b|\binf\b")
 _TEXT_RE = re.compile(r"\\text\s*\{([^{}]*)\}")
-_TEXT_CONNECTOR_RE = re.compile(r"\s*\\text\{\s*,?\s*(?:and|or)\s*\}\s*|,?\s+(?:and|or)\s+", re.IGNORECASE)
+_TEXT_CONNECTOR_RE = re.compile(
+    r"\s*\\text\{\s*,?\s*(?:and|or)\s*\}\s*|,?\s+(?:and|or)\s+|(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])",
+    re.IGNORECASE,
+)
 # A unit: a trailing \text{...} (optionally squared/cubed) after something numeric-looking.
 _TEXT_UNIT_RE = re.compile(r"(?<=[\d}%°)a-zA-Z])\s*\\text\{\s*[a-zA-Z][a-zA-Z ./]*\}(?:\^\{?\d\}?)?\s*$")
 # Plain unit words after a number ("18 dollars", "12 square units").
@@ -109,7 +113,7 @@ _FIX_FRAC_RE = [
 ]
 # Plain a/b between integers is one fraction: "2/3 sqrt(3)" is (2/3)*sqrt(3), "1/2 x" is x/2.
 _SLASH_FRAC_RE = re.compile(r"(?<![\w.}^_])(\d+)\s*/\s*(\d+)(?![\d.^])")
-_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_THOUSANDS_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")  # 0,111 groups nothing
 # Plain-text maths: sqrt(2), sqrt2, pi.
 _PLAIN_FIX_RE = [
     (re.compile(r"(?<![a-zA-Z\\])sqrt\s*\(([^()]*)\)"), r"\\sqrt{\1}"),
@@ -122,6 +126,7 @@ _PLAIN_FIX_RE = [
 ]
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _SPACES_RE = re.compile(r"\s+")
+_DOUBLE_ESCAPE_RE = re.compile(r"\\\\(?=[a-zA-Z])")
 
 
 # A matrix environment inside brackets: [\begin{array}{cc}...\end{array}] is just the matrix.
@@ -148,6 +153,18 @@ def _strip_wrappers(s: str) -> str:
         if s == before:
             break
     return s
+
+
+def _brace_set(s: str) -> str:
+    """``{1, 2, 3}``: a whole answer in plain braces with commas is a set (``\\{1, 2, 3\\}``)."""
+    if not (s.startswith("{") and s.endswith("}")) or "," not in s:
+        return s
+    depth = 0
+    for i, c in enumerate(s):
+        depth += (c == "{") - (c == "}")
+        if depth == 0 and i < len(s) - 1:
+            return s  # {a}{b}: two groups, not one set
+    return "\\{" + s[1:-1] + "\\}"
 
 
 def _drop_units(s: str) -> str:
@@ -177,6 +194,8 @@ def normalize(answer: str) -> str:
     # below start with \s*, which is quadratic on a long run of spaces.
     s = _SPACES_RE.sub(" ", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer))
     s = _strip_wrappers(s)
+    if "\\begin" not in s:  # outside a matrix, \\le is a command escaped twice, not a row break
+        s = _DOUBLE_ESCAPE_RE.sub(r"\\", s)
     s = _THIN_THOUSANDS_RE.sub("", s)
     s = _DROP_RE.sub("", s)
     s = _SPACES_RE.sub(" ", _SPACE_CMD_RE.sub(" ", s))
@@ -188,6 +207,7 @@ def normalize(answer: str) -> str:
     s = _TRIG_DEGREES_RE.sub(r"\1\\frac{\2\\pi}{180}", s)
     s = _INFTY_RE.sub(r"\\infty", s)
     s = _TEXT_CONNECTOR_RE.sub(", ", s)
+    s = _brace_set(s)
     s = _drop_units(s.strip())
     s = _SPACES_RE.sub(" ", _TEXT_RE.sub(lambda m: " " + m.group(1).strip() + " ", s))
     for pat, rep in _PLAIN_FIX_RE + _FIX_FRAC_RE:

@@ -46,9 +46,12 @@ LeafEq = Callable[[str, str], bool]
 _VAR = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]+\}?)?'*"
 _VAR_RE = re.compile(rf"^{_VAR}$")
 # f(x) = ..., f^{-1}(x) = ..., g(x, y) = ... name a value too
-_FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\(\s*{_VAR}(?:\s*,\s*{_VAR})*\s*\)$")
+_FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\([^()=<>]*\)$")  # f(x), g(x, y), f(2)
+_SUBSCRIPT_RE = re.compile(r"_\{?[a-zA-Z0-9]+\}?")
+_NAME_CMD_RE = re.compile(r"\\(?:frac|angle|measuredangle|overline|triangle|widehat|overarc|arc)(?![a-zA-Z])")
+_NAMED_RATIO_RE = re.compile(r"^[a-zA-Z'\s{}:/+\-|]+$")
 _VARTUPLE_RE = re.compile(rf"^\(\s*{_VAR}(?:\s*,\s*{_VAR})+\s*\)$")
-_IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
+IN_RE = re.compile(rf"^{_VAR}\s*\\in\s*")
 _MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
 _REL_RE = re.compile(r"\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|<|>")
 _PM_RE = re.compile(r"\\pm(?![a-zA-Z])")
@@ -170,14 +173,20 @@ def _inequality(s: str) -> Node | None:
 
 
 def _is_name(p: str) -> bool:
-    return bool(_VAR_RE.match(p) or _FUNC_RE.match(p) or _VARTUPLE_RE.match(p))
+    return bool(_VAR_RE.match(p) or _FUNC_RE.match(p) or _VARTUPLE_RE.match(p) or _is_named_ratio(p))
+
+
+def _is_named_ratio(p: str) -> bool:
+    """``A_1:A_2``, ``\\frac{AB}{CD}``, ``m+n``, ``\\angle ABC``: named quantities, no numbers."""
+    bare = _NAME_CMD_RE.sub(" ", _SUBSCRIPT_RE.sub("", p))
+    return bool(_NAMED_RATIO_RE.match(bare)) and any(c.isalpha() for c in bare)
 
 
 def _strip_name(s: str) -> str:
     """The value an answer states: ``x = 3`` -> ``3``, ``(x, y) = (1, 2)``, ``x \\in S``,
     ``x = 2 + 3 = 5`` -> ``5`` (a chain that starts with a name ends with the value), and
     ``\\frac13 \\approx 0.33`` -> ``\\frac13`` (the exact value before an approximation)."""
-    s = _IN_RE.sub("", s, count=1)
+    s = IN_RE.sub("", s, count=1)
     parts = _split_top_token(s, "=")
     if len(parts) >= 2 and all(parts) and _is_name(parts[0]):
         s = parts[-1]
@@ -211,7 +220,7 @@ def parse(s: str, depth: int = 0) -> Node:
         return items[0] if len(items) == 1 else Node("list", items=items)
     s = _strip_name(s)
     m = _MATRIX_RE.match(s)
-    if m:
+    if m and "\\begin{" not in m.group(2):  # A + B: two matrices are an expression, not one matrix
         rows = [r for r in (x.strip() for x in m.group(2).split("\\\\")) if r]
         cells = tuple(tuple(parse(c, depth + 1) for c in r.split("&")) for r in rows[:_MAX_ITEMS])
         if cells and all(len(r) == len(cells[0]) for r in cells):
@@ -255,17 +264,12 @@ def parse(s: str, depth: int = 0) -> Node:
 
 
 def _unordered(ps: tuple, gs: tuple, leaf_eq: LeafEq) -> bool:
-    if len(ps) != len(gs):
-        return False
-    unused = list(gs)
-    for p in ps:
-        for j, g in enumerate(unused):
-            if compare(p, g, leaf_eq):
-                del unused[j]
-                break
-        else:
-            return False
-    return True
+    """Equal as sets: every element of each side is on the other (a repeated element counts once)."""
+    if len(ps) > 2 * len(gs) or len(gs) > 2 * len(ps):
+        return False  # not worth the pairwise comparisons
+    return all(any(compare(p, g, leaf_eq) for g in gs) for p in ps) and all(
+        any(compare(p, g, leaf_eq) for p in ps) for g in gs
+    )
 
 
 def _ordered(ps: tuple, gs: tuple, leaf_eq: LeafEq) -> bool:

@@ -9,6 +9,7 @@ Equations compare as ``lhs - rhs`` up to a non-zero constant factor.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -26,6 +27,7 @@ from sympy.parsing.sympy_parser import (
 
 from .fastlatex import translate
 from .leaves import APPROX_MIN_DECIMALS, fast_leaf_equal, split_marker
+from .realsets import sets_equal
 from .structure import NeedSymbolic
 
 _NORM = NormalizationConfig(
@@ -112,6 +114,8 @@ def _to_sympy(text: str):
         if not _PLAIN_RE.match(text):
             raise
         value = _parse_plain(text)
+    if isinstance(value, sympy.MatrixExpr):
+        value = value.doit()  # A + B, A B: the matrix they make
     if isinstance(value, sympy.Basic) and _I in value.free_symbols:
         value = value.subs(_I, sympy.I)  # MATH writes the imaginary unit as i
     return value
@@ -181,6 +185,9 @@ def _probe_equal(a, b) -> bool | None:
 def _exprs_equal(a, b, pred_text: str) -> bool:
     if a == b:
         return True
+    as_sets = sets_equal(a, b)
+    if as_sets is not None:
+        return as_sets
     if isinstance(a, Relational) or isinstance(b, Relational):
         return _relations_equal(a, b, pred_text)
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
@@ -229,6 +236,9 @@ def _relations_equal(a, b, pred_text: str) -> bool:
     if isinstance(a, sympy.Eq):
         # Same solution set: lhs - rhs proportional (x = 2y and 2y - x = 0).
         try:
+            probed = _proportional_at_probes(da, db)
+            if probed is not None:
+                return probed
             if sympy.simplify(da - db) == 0 or sympy.simplify(da + db) == 0:
                 return True
             ratio = sympy.simplify(da / db)
@@ -236,6 +246,31 @@ def _relations_equal(a, b, pred_text: str) -> bool:
         except Exception:
             return False
     return _exprs_equal(da, db, pred_text)
+
+
+def _proportional_at_probes(a, b) -> bool | None:
+    """``a = c * b`` for one non-zero constant c, judged at random points (None: undecided).
+
+    ``simplify`` on both forms costs seconds on a loaded machine; float ratios at a few points do not.
+    """
+    syms = sorted(a.free_symbols | b.free_symbols, key=str)
+    if not syms:
+        return None
+    fa, fb = sympy.lambdify(syms, a, "math"), sympy.lambdify(syms, b, "math")
+    rng = random.Random(4321)
+    ratios = []
+    for _ in range(_PROBES + 2):
+        point = [rng.uniform(0.3, 2.9) for _ in syms]
+        try:
+            va, vb = float(fa(*point)), float(fb(*point))
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            continue
+        if vb != 0 and math.isfinite(va) and math.isfinite(vb):
+            ratios.append(va / vb)
+    if len(ratios) < 3:
+        return None
+    first = ratios[0]
+    return first != 0 and all(abs(r - first) <= 1e-9 * max(1.0, abs(first)) for r in ratios[1:])
 
 
 # Parsed once at worker start-up: ANTLR builds its prediction cache (DFA) lazily, so the first
@@ -258,6 +293,11 @@ WARMUP = [
     "\\tan^{-1}(1)",
     "2\\cdot 10^{3}",
     "\\frac{a}{b}c",
+    "\\csc^2 y",
+    "1 \\le |t| \\le 3",
+    "[-3,-1] \\cup [1,3]",
+    "2 < g(x) < 5",
+    "\\{-17, 17\\}",
 ]
 
 
