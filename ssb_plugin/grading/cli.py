@@ -145,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     # The output file is replaced only once every row is written (ssb_plugin.atomic): an interrupted
     # run leaves the previous file, or none, never a shorter one that looks complete.
-    with atomic_open(args.output) if args.output else contextlib.nullcontext(sys.stdout) as sink:
-        results = _grade_all(rows, args, sink)
+    try:
+        with atomic_open(args.output) if args.output else contextlib.nullcontext(sys.stdout) as sink:
+            results = _grade_all(rows, args, sink)
+    except KeyboardInterrupt:
+        where = f"{args.output} is unchanged" if args.output else "stdout holds the rows graded so far"
+        print(f"\nssb-grade: interrupted; {where}", file=sys.stderr)
+        return 130
     print(_summary(results, time.perf_counter() - start), file=sys.stderr)
     return 0
 
