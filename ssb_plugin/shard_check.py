@@ -39,3 +39,15 @@ def check_kept_rows(root: str | os.PathLike, kept: int | None) -> int:
             f"shards were deleted or added after curation"
         )
     return total
+
+
+def check_configured_sets(datasets) -> None:
+    """Every local curated set named by an Axolotl `datasets:` list (type ssb_plugin.dataset): its
+    shards are parquet (called before Axolotl's own loader, which would bury the cause)."""
+    for entry in datasets or []:
+        get = entry.get if hasattr(entry, "get") else lambda k, e=entry: getattr(e, k, None)
+        if (
+            str(get("type") or "").replace(":", ".") == "ssb_plugin.dataset"
+            and Path(str(get("path"))).is_dir()
+        ):
+            shard_rows(get("path"))

@@ -354,3 +354,38 @@ def test_complete_set_is_not_restamped_and_a_changed_model_is_refused(tiny_model
     save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
     refused(curate(*args), "the model files changed since this directory was started")
     assert snapshot(out) == before
+
+
+def test_training_on_a_truncated_shard_names_it(tiny_model_dir, tmp_path, tmp_path_factory):
+    """`axolotl train` on a curated set whose shard was cut short: the shard and the cause, first."""
+    import shutil
+
+    import yaml
+
+    pytest.importorskip("axolotl")
+    from axolotl_cpu import TINY_LORA
+    from curated_fixture import cached_curated_set
+
+    curated = tmp_path / "set"
+    shutil.copytree(
+        cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8), curated
+    )
+    shard = sorted(curated.glob("data/*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "chat_template": "tokenizer_default",
+        "plugins": ["ssb_plugin.SSBPlugin"],
+        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        **TINY_LORA,
+        "micro_batch_size": 2,
+        "max_steps": 1,
+        "output_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = run("axolotl.cli.train", tmp_path / "config.yml")
+    assert proc.returncode != 0
+    assert f"{shard}: not a valid parquet file" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[
+        -3000:
+    ]
