@@ -186,9 +186,11 @@ class OutputDir:
         if not run_file.exists():
             ownership.claim(self.root, RUN_MARKER, settings)
         (self.root / DATA_DIR).mkdir(parents=True, exist_ok=True)
-        for stale in list(self.root.glob(f"{DATA_DIR}/{TEMP_GLOB}")) + list(
-            self.progress_dir.glob(TEMP_GLOB)
-        ):
+        for stale in [
+            *self.root.glob(TEMP_GLOB),
+            *self.root.glob(f"{DATA_DIR}/{TEMP_GLOB}"),
+            *self.progress_dir.glob(TEMP_GLOB),
+        ]:
             stale.unlink(missing_ok=True)  # left by a killed run; never renamed into place
 
     def done_chunks(self) -> dict[int, dict[str, Any]]:
