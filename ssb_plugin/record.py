@@ -189,10 +189,10 @@ class Manifest:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Atomically write manifest.json into `directory`."""
+        from ssb_plugin.atomic import atomic_write_text
+
         path = Path(directory) / MANIFEST_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json())
         return path
 
     @classmethod

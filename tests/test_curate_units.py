@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_load_problems_counts_bad_rows_and_checks_fields(tmp_path):
     rows = [
         {"problem": "What is 1 + 1?", "sol": "#### 2"},
         {"problem": "", "sol": "#### 3"},
-        {"sol": "#### 3"},
+        {"problem": "What is 4 + 4?", "sol": "#### 8"},
         {"problem": "What is 2 + 2?", "sol": "no gold here"},
         {"problem": "What is 3 + 3?", "sol": "\\boxed{6}"},
     ]
@@ -188,14 +189,38 @@ def test_load_problems_counts_bad_rows_and_checks_fields(tmp_path):
         {}, out=str(tmp_path / "o"), data=str(data), question_field="problem", answer_field="sol"
     )
     items = load_problems(cfg)
-    assert [type(x) for x in items] == [Problem, BadRow, BadRow, Problem, Problem]
+    assert [type(x) for x in items] == [Problem, BadRow, Problem, Problem, Problem]
     assert items[3].gold == "no gold here"  # auto: plain text is a plain gold
     cfg.gold_format = "gsm8k"
     items = load_problems(cfg)
-    assert [type(x) for x in items] == [Problem, BadRow, BadRow, BadRow, BadRow]
+    assert [type(x) for x in items] == [Problem, BadRow, Problem, BadRow, BadRow]
     assert items[0].id == "d.jsonl:0" and items[0].gold == "2"
     cfg.question_field = "question"
     with pytest.raises(ConfigError, match="'question' not found.*problem"):
+        load_problems(cfg)
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ({"sol": "#### 3"}, "row 1: no 'problem' field"),
+        ({"problem": None, "sol": "#### 3"}, "row 1: 'problem' is null"),
+        ({"problem": ["What?"], "sol": "#### 3"}, "row 1: 'problem' is a list"),
+        ({"problem": "What?", "sol": [5]}, "row 1: 'sol' is a list, expected a string or a number"),
+        ({"problem": "What?", "sol": True}, "row 1: 'sol' is a boolean"),
+    ],
+)
+def test_load_problems_refuses_unusable_fields(tmp_path, row, problem):
+    """Policy of ssb_plugin.fields: a missing/null/wrong-typed field is refused naming the row, never
+    stringified into a gold (a list [5] used to become the gold '[5]')."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        json.dumps({"problem": "What is 1 + 1?", "sol": "#### 2"}) + "\n" + json.dumps(row) + "\n"
+    )
+    cfg = CurateConfig.build(
+        {}, out=str(tmp_path / "o"), data=str(data), question_field="problem", answer_field="sol"
+    )
+    with pytest.raises(ConfigError, match=re.escape(problem)):
         load_problems(cfg)
 
 
@@ -343,11 +368,11 @@ def test_merge_sums_counts_and_collects_shards(tmp_path):
     a = _shard_run(tmp_path / "a", "0/2", [0, 2], {"kept": 2, "no_correct": 3}, {"seed": 0})
     b = _shard_run(tmp_path / "b", "1/2", [1], {"kept": 1, "no_correct": 1}, {"seed": 0})
     m = merge([str(a), str(b)], str(tmp_path / "m"))
-    assert m.counts == {"kept": 3, "no_correct": 4}
+    assert {k: v for k, v in m.counts.items() if v} == {"kept": 3, "no_correct": 4}
     assert m.timings["rollout_generate_s"] == 2.0 and m.extra["stats"]["kept_tokens"] == 15
     ds = datasets.load_dataset(str(tmp_path / "m"), split="train")
     assert sorted(ds["id"]) == ["x:0", "x:1", "x:2"]
-    with pytest.raises(ConfigError, match="not empty"):
+    with pytest.raises(ConfigError, match="holds an ssb-curate set; use --overwrite"):
         merge([str(a), str(b)], str(tmp_path / "m"))
     c = _shard_run(tmp_path / "c", "1/2", [1], {"kept": 1}, {"seed": 1})
     with pytest.raises(ConfigError, match="other settings.*seed"):

@@ -182,14 +182,22 @@ def test_grade_fallback():
     assert r.correct and r.extracted == "8"
 
 
-def test_grade_bad_inputs_never_raise():
-    for output, gold in [(None, "1"), ("\\boxed{1}", None), (b"\\boxed{1}", "1"), ("\\boxed{1}", 1)]:
-        r = grade(output, gold)  # type: ignore[arg-type]
-        assert isinstance(r, GradeResult) and r.reason in {"match", "mismatch", "no_answer", "error"}
+def test_grade_refuses_unusable_arguments():
+    """The input policy (ssb_plugin.fields): a missing or wrong-typed argument is the caller's error,
+    never graded as a wrong answer, and never stringified."""
+    for output, gold in [(None, "1"), ("\\boxed{1}", None), (b"\\boxed{1}", "1"), (["\\boxed{5}"], [5])]:
+        with pytest.raises(TypeError):
+            grade(output, gold)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'gold' is a list"):
+        grade("\\boxed{5}", [5])  # type: ignore[arg-type]
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="timeout"):
+            grade("\\boxed{1}", "1", timeout=bad)
     assert grade("\\boxed{204}", 204).correct  # type: ignore[arg-type] - AIME golds are ints
     assert is_equivalent("0.5", 0.5)  # type: ignore[arg-type]
     assert is_equivalent("\\frac12", "0.5", timeout=None)  # type: ignore[arg-type] - None: the default
-    assert not is_equivalent(True, "1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="boolean"):
+        is_equivalent(True, "1")  # type: ignore[arg-type]
 
 
 # --- paper protocol ------------------------------------------------------------------------------------

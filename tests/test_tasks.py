@@ -7,6 +7,7 @@ so they also pass or fail with the installed lm-eval version (0.4.11 in .venv, 0
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -89,9 +90,33 @@ def test_check_data(packaged_data, tmp_path, capsys):
     assert main(["--check-data", str(packaged_data)]) == 0
     (tmp_path / "aime24.jsonl").write_text("not json\n")
     problems = check_data(tmp_path)
-    assert any("aime24" in p and "not JSON" in p for p in problems)
+    assert any("aime24.jsonl line 1 is not valid JSON" in p for p in problems)
     assert any("math500.jsonl" in p and "missing" in p for p in problems)
     assert main(["--check-data", str(tmp_path)]) == 1
+
+
+def test_check_data_reads_every_line(shared_data, tmp_path, capsys):
+    """Issue 12 item 11: a file whose later lines are broken is not `ok` (only line 1 used to be read)."""
+    import shutil
+
+    for f in shared_data.glob("*.jsonl"):
+        shutil.copy(f, tmp_path / f.name)
+    aime = tmp_path / "aime24.jsonl"
+    lines = aime.read_bytes().splitlines(keepends=True)
+    no_answer = json.loads(lines[3])
+    for key in ("answer", "Answer"):
+        no_answer.pop(key, None)
+    lines[2] = b'{"Problem": "cut off\n'
+    lines[3] = (json.dumps(no_answer) + "\n").encode()
+    lines[5] = b'{"Problem": "caf\xe9", "Answer": 1}\n'
+    aime.write_bytes(b"".join(lines))
+    problems = check_data(tmp_path)
+    assert any(f"{aime} line 3 is not valid JSON" in p for p in problems), problems
+    assert any(f"{aime} line 4: none of the fields ['answer', 'Answer']" in p for p in problems), problems
+    assert any(f"{aime} line 6 is not UTF-8" in p for p in problems), problems
+    assert all("aime24" in p for p in problems), problems
+    assert main(["--check-data", str(tmp_path)]) == 1
+    assert "ok" not in capsys.readouterr().out
 
 
 # ---- the prompt is the student's format -------------------------------------------------------
@@ -192,6 +217,28 @@ def test_hub_spellings_are_normalised(utils):
     assert utils.process_docs(hub)[0] == {"id": "2024-I-1", "problem": "P?", "answer": "33"}
     gsm = datasets.Dataset.from_list([{"question": "Q", "answer": "work\n#### 1,000"}])
     assert utils.process_docs_gsm8k(gsm)[0] == {"id": "0", "problem": "Q", "answer": "1,000"}
+
+
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ({"problem": "P?"}, "doc 1: none of the fields ['answer', 'Answer']"),
+        ({"problem": "P?", "answer": None}, "doc 1: none of the fields ['answer', 'Answer']"),
+        ({"problem": "P?", "answer": ["5"]}, "doc 1: 'answer' is a list"),
+        ({"problem": ["P?"], "answer": "5"}, "doc 1: 'problem' is a list"),
+    ],
+)
+def test_unusable_docs_are_refused_before_generation(utils, bad, problem):
+    """The input policy (ssb_plugin.fields) in the lm-eval glue: a doc without a usable answer is
+    refused when the task loads, never stringified ("['5']") nor scored as a wrong answer."""
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        utils.process_docs([{"problem": "Q?", "answer": "1"}, bad])
+    gsm = [{"question": "Q", "answer": "#### 1"}, {"question": "Q2", "answer": 7.5}]
+    assert utils.process_docs_gsm8k(gsm)[1]["answer"] == "7.5"
+    with pytest.raises(ValueError, match="doc 1: 'answer' is a list"):
+        utils.process_docs_gsm8k([gsm[0], {"question": "Q", "answer": ["#### 1"]}])
 
 
 def test_offline_errors_are_clear(utils, tmp_path, monkeypatch):

@@ -17,11 +17,13 @@ from typing import Any
 from ssb_plugin import __version__
 from ssb_plugin.curate.backends import Generation, Request, derive_seed, make_backend, vllm_available
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.curate.fingerprint import fingerprints
 from ssb_plugin.curate.problems import BadRow, Problem, load_problems
 from ssb_plugin.curate.select import Rollout, choose, teacher_outcome
+from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
-from ssb_plugin.record import OUTCOMES, Manifest, chat_prompt_ids, tokenizer_fingerprint
+from ssb_plugin.record import Manifest, chat_prompt_ids, tokenizer_fingerprint
 
 
 @dataclass
@@ -222,16 +224,9 @@ def chunk_plan(items: list, cfg: CurateConfig) -> list[tuple[int, list]]:
 
 
 def build_manifest(
-    cfg: CurateConfig, tokenizer, backend_info: dict, done: dict, plan, extra_timings
+    cfg: CurateConfig, tokenizer, backend_info: dict, done: dict, plan, extra_timings, prints: dict
 ) -> Manifest:
-    counts = dict.fromkeys(OUTCOMES, 0)
-    timings: Counter = Counter()
-    stats: Counter = Counter()
-    for info in done.values():
-        for k, v in info["counts"].items():
-            counts[k] = counts.get(k, 0) + v
-        timings.update(info["timings"])
-        stats.update(info["stats"])
+    counts, timings, stats = tally(done.values())
     timings.update(extra_timings)
     # the settings land where their declaration says (CurateConfig `manifest=`); the rest is run facts
     m = cfg.manifest_settings()
@@ -248,6 +243,7 @@ def build_manifest(
         chunks_total=len(plan),
         complete=all(c in done for c, _ in plan),
         settings=cfg.result_settings(),
+        fingerprints=prints,
     )
     return Manifest(
         **m,
@@ -270,9 +266,12 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         check_model_config(cfg)
     plan = chunk_plan(items, cfg)
     out = OutputDir(cfg.out)
-    out.prepare({**cfg.result_settings(), "shard": cfg.shard}, overwrite=cfg.overwrite)
+    prints = fingerprints(items, cfg.model, cfg.revision)
+    out.prepare({**cfg.result_settings(), "shard": cfg.shard, **prints}, overwrite=cfg.overwrite)
     done = out.done_chunks()
     todo = [(c, part) for c, part in plan if c not in done]
+    if not todo and (finished := out.finished_manifest()) is not None:
+        return finished  # a complete set is never re-stamped by a rerun
     extra: Counter = Counter()
     own_backend = backend is None
     if backend is None and todo:
@@ -315,14 +314,14 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         out.write_chunk(c, res.rows, info_c)
         info_c["timings"]["write_s"] = time.perf_counter() - t
         done[c] = info_c
-        out.write_manifest(build_manifest(cfg, tokenizer, info, done, plan, extra))
+        out.write_manifest(build_manifest(cfg, tokenizer, info, done, plan, extra, prints))
         bar.update(len(part))
         postfix()
         if on_progress:
             on_progress(c, res)
     bar.close()
     extra["wall_s_last_invocation"] = time.perf_counter() - wall
-    manifest = build_manifest(cfg, tokenizer, info, done, plan, extra)
+    manifest = build_manifest(cfg, tokenizer, info, done, plan, extra, prints)
     out.write_manifest(manifest)
     if own_backend and backend is not None:
         backend.close()

@@ -1,8 +1,10 @@
 """Load (question, gold) problems from a hub dataset or a local jsonl/parquet file.
 
 Rows are kept in source order, each with a stable id (source + index, or a settable id column).
-A row with a missing/empty question or an unparseable gold becomes a `BadRow` that the pipeline
-counts as `bad_input` in the chunk it falls in, so sharded runs never double-count it.
+A row with an empty question or a gold without a parseable answer becomes a `BadRow` that the
+pipeline counts as `bad_input` in the chunk it falls in, so sharded runs never double-count it. A
+question/answer field that is missing, null or of the wrong type (a list, an object) is refused
+before any work, naming the rows (the policy of `ssb_plugin.fields`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 from ssb_plugin import data
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.fields import ANSWER, TEXT, row_problems, summarise
 from ssb_plugin.grading.gold import GSM8K_MARK, gsm8k_gold
-from ssb_plugin.jsonl import JsonlError, read_json_objects
+from ssb_plugin.jsonl import JsonlError, read_json_objects, utf8
 
 
 @dataclass(frozen=True)
@@ -61,21 +64,25 @@ def parse_gold(value: Any, fmt: str) -> str | None:
 def _read_local(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    if suffix == ".json":
-        text = path.read_text()
-        if text.lstrip().startswith("["):
-            data = json.loads(text)
-            if not all(isinstance(r, dict) for r in data):
-                raise ConfigError(f"data: {path} is a JSON list but not of objects")
-            return data
-    with path.open() as f:
         try:
+            return pq.read_table(path).to_pylist()
+        except pa.ArrowException as e:
+            raise ConfigError(f"data: {path} is not a valid parquet file ({e})") from None
+    try:
+        if suffix == ".json":
+            text = utf8(path.read_bytes(), f"data: {path}")
+            if text.lstrip().startswith("["):
+                data = json.loads(text)
+                if not all(isinstance(r, dict) for r in data):
+                    raise ConfigError(f"data: {path} is a JSON list but not of objects")
+                return data
+        with path.open("rb") as f:
             return read_json_objects(f, f"data: {path}")
-        except JsonlError as e:
-            raise ConfigError(str(e)) from None
+    except JsonlError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _read_hub(cfg: CurateConfig, limit: int | None) -> list[dict[str, Any]]:
@@ -123,6 +130,10 @@ def load_problems(cfg: CurateConfig) -> list[Problem | BadRow]:
             raise ConfigError(
                 f"{key}: column {name!r} not found in {cfg.data}; available columns: {sorted(columns)}"
             )
+    specs = {cfg.question_field: TEXT, cfg.answer_field: ANSWER}
+    bad = row_problems(((f"row {i}", r) for i, r in enumerate(rows)), specs)
+    if bad:  # the wrong column or file, not hard problems: refused (ssb_plugin.fields)
+        raise ConfigError(f"data: {cfg.data}: {summarise(bad)}")
     tag = source_tag(cfg)
     out: list[Problem | BadRow] = []
     seen: set[str] = set()
@@ -131,11 +142,11 @@ def load_problems(cfg: CurateConfig) -> list[Problem | BadRow]:
         if pid in seen:
             raise ConfigError(f"id_field: duplicate id {pid!r} at row {i} of {cfg.data}; ids must be unique")
         seen.add(pid)
-        q = row.get(cfg.question_field)
-        if not isinstance(q, str) or not q.strip():
-            out.append(BadRow(i, pid, f"missing or empty {cfg.question_field!r}"))
+        q = row[cfg.question_field]
+        if not q.strip():
+            out.append(BadRow(i, pid, f"empty {cfg.question_field!r}"))
             continue
-        gold = parse_gold(row.get(cfg.answer_field), cfg.gold_format)
+        gold = parse_gold(row[cfg.answer_field], cfg.gold_format)
         if gold is None:
             out.append(BadRow(i, pid, f"unparseable gold in {cfg.answer_field!r} ({cfg.gold_format})"))
             continue

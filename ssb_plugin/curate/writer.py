@@ -7,45 +7,32 @@ Layout:
     <out>/.ssb-progress/run.json     the settings the directory was started with (resume must match)
     <out>/.ssb-progress/chunk-XXXXX.json   a finished chunk: outcome counts, each problem's outcome, timings
 
-Crash safety: each file is written to a hidden temp name in the same directory and renamed into
-place; a chunk's progress file is renamed only after its shard is, so a chunk is either done
-(both present) or redone on resume. Hidden names are ignored by `datasets`.
+Crash safety: each file is written by `ssb_plugin.atomic` (hidden temp name, fsync, rename); a
+chunk's progress file is renamed only after its shard is, so a chunk is either done (both present)
+or redone on resume. Hidden names are ignored by `datasets`. Which directories may be written and
+what `--overwrite` may delete: `curate.ownership`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssb_plugin.atomic import TEMP_GLOB, atomic_path, atomic_write_text
+from ssb_plugin.curate import ownership
 from ssb_plugin.curate.config import ConfigError
-from ssb_plugin.record import MANIFEST_FILE, features
+from ssb_plugin.curate.ownership import CARD_FILE, DATA_DIR, PROGRESS_DIR, RUN_MARKER
+from ssb_plugin.record import features
 
-PROGRESS_DIR = ".ssb-progress"
-DATA_DIR = "data"
-CARD_FILE = "README.md"
 _NESTED = ("teacher_topk_ids", "teacher_topk_logprobs")
 
 
 def shard_path(root: Path, chunk: int) -> Path:
     return root / DATA_DIR / f"shard-{chunk:05d}.parquet"
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _nested_array(arrays: list[np.ndarray], dtype) -> Any:
@@ -89,7 +76,7 @@ def write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
     ids = ["response_ids.list.element"]
     dict_cols = [c for c in table.column_names if c not in _NESTED and c != "response_ids"]
 
-    def write(tmp):
+    with atomic_path(path) as tmp:
         pq.write_table(
             table,
             tmp,
@@ -99,8 +86,6 @@ def write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
             use_byte_stream_split=leaf + ids,
             row_group_size=64,
         )
-
-    _atomic_write_bytes(path, write)
 
 
 def dataset_card(manifest: dict[str, Any]) -> str:
@@ -148,6 +133,25 @@ def dataset_card(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def settings_diff(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> str:
+    """'key: old -> new; ...' with the fingerprints (input, model) spelled out for a person."""
+    parts = []
+    for k in keys[:8]:
+        a, b = old.get(k), new.get(k)
+        if k in FINGERPRINT_NOTES:
+            parts.append(f"{FINGERPRINT_NOTES[k]} ({k}: {str(a)[:12]}… -> {str(b)[:12]}…)")
+        else:
+            parts.append(f"{k}: {a!r} -> {b!r}")
+    return "; ".join(parts)
+
+
+# Settings derived from content rather than given as flags (see curate.fingerprint).
+FINGERPRINT_NOTES = {
+    "input_sha256": "the input data changed since this directory was started",
+    "model_sha256": "the model files changed since this directory was started",
+}
+
+
 class OutputDir:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -157,32 +161,36 @@ class OutputDir:
         return self.progress_dir / f"chunk-{chunk:05d}.json"
 
     def prepare(self, settings: dict[str, Any], overwrite: bool = False) -> None:
-        """Start or resume. A directory started with other settings is refused (or wiped with overwrite)."""
-        run_file = self.progress_dir / "run.json"
-        if overwrite:
-            for name in (DATA_DIR, PROGRESS_DIR):
-                shutil.rmtree(self.root / name, ignore_errors=True)
-            for name in (MANIFEST_FILE, CARD_FILE):
-                (self.root / name).unlink(missing_ok=True)
-        if run_file.exists():
+        """Start or resume. Refused: a directory ssb-curate did not create (whatever the flags), or
+        one started with other settings (unless `overwrite`, which deletes only ssb-curate's files)."""
+        run_file = self.progress_dir / RUN_MARKER
+        kind = ownership.kind(self.root)
+        if kind == "foreign":
+            ownership.refuse_foreign(self.root, "out")
+        if overwrite and kind != "new":
+            ownership.remove_owned(self.root)
+        elif kind == "merge":
+            raise ConfigError(
+                f"out: {self.root} holds a merged set (ssb-curate merge), not a resumable run; use another "
+                f"--out, or --overwrite to replace that set"
+            )
+        elif kind == "run":
             old = json.loads(run_file.read_text())
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             if diff:
-                detail = "; ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:8])
                 raise ConfigError(
-                    f"out: {self.root} was started with different settings ({detail}); resume needs the same "
-                    f"settings. Use another --out, or --overwrite to start over."
+                    f"out: {self.root} was started with different settings ({settings_diff(old, settings, diff)}); "
+                    f"resume needs the same settings and input. Use another --out, or --overwrite to start "
+                    f"over (it deletes only the files ssb-curate wrote there)."
                 )
-        elif (self.root / DATA_DIR).exists() or (self.root / MANIFEST_FILE).exists():
-            raise ConfigError(
-                f"out: {self.root} holds data not written by a resumable ssb-curate run; "
-                f"use another --out or --overwrite"
-            )
-        self.progress_dir.mkdir(parents=True, exist_ok=True)
-        (self.root / DATA_DIR).mkdir(parents=True, exist_ok=True)
         if not run_file.exists():
-            atomic_write_text(run_file, json.dumps(settings, indent=2, sort_keys=True))
-        for stale in list(self.root.glob(f"{DATA_DIR}/.*.tmp-*")) + list(self.progress_dir.glob(".*.tmp-*")):
+            ownership.claim(self.root, RUN_MARKER, settings)
+        (self.root / DATA_DIR).mkdir(parents=True, exist_ok=True)
+        for stale in [
+            *self.root.glob(TEMP_GLOB),
+            *self.root.glob(f"{DATA_DIR}/{TEMP_GLOB}"),
+            *self.progress_dir.glob(TEMP_GLOB),
+        ]:
             stale.unlink(missing_ok=True)  # left by a killed run; never renamed into place
 
     def done_chunks(self) -> dict[int, dict[str, Any]]:
@@ -202,6 +210,15 @@ class OutputDir:
     def write_manifest(self, manifest) -> None:
         manifest.save(self.root)
         atomic_write_text(self.root / CARD_FILE, dataset_card(json.loads(manifest.to_json())))
+
+    def finished_manifest(self):
+        """The manifest of a set already marked complete here, or None."""
+        from ssb_plugin.record import MANIFEST_FILE, Manifest
+
+        if not (self.root / MANIFEST_FILE).is_file():
+            return None
+        m = Manifest.load(self.root)
+        return m if m.extra.get("complete") else None
 
     def shard_files(self) -> list[Path]:
         return sorted((self.root / DATA_DIR).glob("shard-*.parquet"))

@@ -2,13 +2,17 @@
 
 Two paths: an exact in-process check for answers that are bounded by construction (same spelling,
 plain numbers, text, choice letters, and tuples/sets/intervals of those), and the sympy check in a
-worker subprocess for everything else, under a hard deadline. Nothing here raises on bad input.
+worker subprocess for everything else, under a hard deadline. Nothing here raises on bad answer
+text; arguments of the wrong type (None, a list) or a non-positive timeout raise at the entry.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+
+from ssb_plugin.fields import ANSWER, TEXT, value_problem
 
 from .compare import balanced, compare_answers
 from .extract import LENIENT, MAX_ANSWER_CHARS, MODES, extract_answer
@@ -76,8 +80,21 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
         return False, "error"
 
 
+def _check_call(text, text_name: str, text_kind: str, gold, timeout) -> None:
+    """Entry validation (``ssb_plugin.fields``): unusable arguments are the caller's error, never a
+    wrong answer, and nothing is stringified. TypeError/ValueError naming the argument."""
+    problem = value_problem(text, text_name, text_kind) or value_problem(gold, "gold", ANSWER)
+    if problem:
+        raise TypeError(problem)
+    if timeout is not None and not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds (or None), got {timeout!r}")
+
+
 def is_equivalent(pred: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Whether answer ``pred`` means the same as ``gold``; returns within ``timeout`` seconds."""
+    _check_call(pred, "pred", ANSWER, gold, timeout)
     return check(pred, gold, timeout)[0]
 
 
@@ -91,6 +108,7 @@ def grade(
     """
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode {mode!r}; expected one of {MODES}")
+    _check_call(output, "output", TEXT, gold, timeout)
     try:
         extracted = extract_answer(output, fallback=fallback, mode=mode)
     except Exception:

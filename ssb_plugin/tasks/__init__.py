@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,20 +69,37 @@ def _data_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def _file_problems(path: Path, limit: int = 5) -> list[str]:
+    """Every line of a local JSONL file is read: 'FILE:LINE: why' for the first `limit` bad lines."""
+    from ssb_plugin.jsonl import JsonlError, parse_line
+    from ssb_plugin.tasks.doc_fields import doc_problem
+
+    bad = []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                row = parse_line(raw, str(path), lineno)
+            except JsonlError as e:
+                bad.append(str(e))
+                continue
+            problem = None if row is None else doc_problem(row)
+            if problem:
+                bad.append(f"{path} line {lineno}: {problem}")
+    if len(bad) > limit:
+        bad = [*bad[:limit], f"{path}: ... and {len(bad) - limit} more bad lines"]
+    return bad
+
+
 def check_data(data_dir: Path) -> list[str]:
-    """Problems with a local data directory (missing or unreadable files); empty when usable."""
+    """Problems with a local data directory (missing files, lines that are not JSON objects or lack a
+    question/answer), naming file and line; empty when usable."""
     problems = []
     for name, _, local in _data_rows():
         path = data_dir / local
         if not path.is_file():
             problems.append(f"{name}: missing {path}")
             continue
-        with path.open(encoding="utf-8") as f:
-            first = f.readline()
-        try:
-            json.loads(first)
-        except json.JSONDecodeError as e:
-            problems.append(f"{name}: {path} is not JSON lines ({e})")
+        problems += [f"{name}: {p}" for p in _file_problems(path)]
     return problems
 
 

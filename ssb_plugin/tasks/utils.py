@@ -13,6 +13,7 @@ from ssb_plugin import data
 from ssb_plugin.grading import grade, paper_match, warmup
 from ssb_plugin.grading.gold import gsm8k_gold
 from ssb_plugin.prompts import SYSTEM_PROMPT
+from ssb_plugin.tasks.doc_fields import question_answer
 
 # Start the grader's worker now, while lm-eval loads the model: each grade() call has a hard 2 s
 # bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
@@ -97,19 +98,12 @@ def load_docs(
         ) from e
 
 
-def _field(doc: dict, *names: str):
-    for name in names:
-        if doc.get(name) is not None:
-            return doc[name]
-    raise KeyError(f"none of the fields {names} in doc with keys {sorted(doc)}")
-
-
 def _normalise(doc: dict, idx: int) -> dict:
-    # Hub and local copies spell fields differently (Maxwell-Jia/AIME_2024: Problem/Answer/ID).
+    question, answer = question_answer(doc, f"doc {idx}")  # an unusable doc is refused (ssb_plugin.fields)
     return {
         "id": str(next((doc[k] for k in ("id", "ID", "unique_id") if doc.get(k) not in (None, "")), idx)),
-        "problem": str(_field(doc, "problem", "Problem", "question")).strip(),
-        "answer": str(_field(doc, "answer", "Answer")).strip(),
+        "problem": question,
+        "answer": answer,
     }
 
 
@@ -128,19 +122,15 @@ def process_docs(dataset):
 def process_docs_gsm8k(dataset):
     """GSM8K: the gold is the text after `####` in the worked answer."""
 
-    return _rebuild(
-        [
-            {
-                "id": str(i),
-                "problem": doc["question"].strip(),
-                "answer": gsm8k_gold(doc["answer"]) or doc["answer"].strip(),
-            }
-            for i, doc in enumerate(dataset)
-        ]
-    )
+    rows = []
+    for i, doc in enumerate(dataset):
+        question, answer = question_answer(doc, f"doc {i}")
+        rows.append({"id": str(i), "problem": question, "answer": gsm8k_gold(answer) or answer.strip()})
+    return _rebuild(rows)
 
 
 def _text(output) -> str:
+    # lm-eval's own result, not user data: a generation that did not happen is a wrong answer
     return output if isinstance(output, str) else ""
 
 

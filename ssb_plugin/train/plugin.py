@@ -32,6 +32,9 @@ class SSBPlugin(BasePlugin):
         # dataset loader still runs: we return None). Axolotl maps every multi-process run to the
         # device index LOCAL_RANK, which exists only on accelerators; on a CPU-only host (gloo DDP,
         # e.g. checking a launcher before renting GPUs) load the model on the CPU instead.
+        from ssb_plugin.shard_check import check_configured_sets
+
+        check_configured_sets(cfg.datasets)  # a damaged shard: its name, not a datasets traceback
         if _cpu_multiprocess():
             LOG.info("SSBPlugin: no accelerator; %s-process training loads the model on CPU", cfg.world_size)
             cfg.device_map = {"": "cpu"}

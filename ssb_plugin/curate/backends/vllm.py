@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssb_plugin.curate.backends import Generation, Request
+from ssb_plugin.curate.backends.die_with_parent import engine_children_die_with_us
 
 
 class VLLMBackend:
@@ -52,7 +53,8 @@ class VLLMBackend:
             kwargs["enable_chunked_prefill"] = False
         kwargs.update(cfg.vllm_kwargs or {})
         self.engine_kwargs = {k: v for k, v in kwargs.items() if k != "model"}
-        self.llm = LLM(**kwargs)
+        with engine_children_die_with_us():  # no EngineCore left behind by a kill -9
+            self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         eos = set()
