@@ -19,6 +19,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+SHARD_GLOB = "data/*.parquet"  # the shards of a set, as load_dataset(<dir>) and the shard check find them
 
 # Outcome names counted by curation and reported in the manifest (every problem lands in one).
 OUTCOMES = (

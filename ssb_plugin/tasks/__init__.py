@@ -11,8 +11,6 @@ This module must not import lm-eval: it only locates and describes the files.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
