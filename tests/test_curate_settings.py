@@ -70,7 +70,9 @@ def test_manifest_records_each_setting_at_its_declared_path(tmp_path, monkeypatc
     done = {
         0: {"counts": {"kept": 2, "no_wrong": 1}, "timings": {"teacher_s": 1.0}, "stats": {"rollouts": 12}}
     }
-    m = pipeline.build_manifest(cfg, None, {"engine": "e"}, done, [(0, []), (1, [])], {"model_load_s": 2.0})
+    m = pipeline.build_manifest(
+        cfg, None, {"engine": "e"}, done, [(0, []), (1, [])], {"model_load_s": 2.0}, {"data": "d"}
+    )
     d = json.loads(m.to_json())
     paths = [(name, p) for name, f in FIELDS.items() for p in f.metadata["manifest"]]
     assert len(paths) >= 20

@@ -95,11 +95,11 @@ def test_check_data(packaged_data, tmp_path, capsys):
     assert main(["--check-data", str(tmp_path)]) == 1
 
 
-def test_check_data_reads_every_line(shared_data, tmp_path, capsys):
+def test_check_data_reads_every_line(packaged_data, tmp_path, capsys):
     """Issue 12 item 11: a file whose later lines are broken is not `ok` (only line 1 used to be read)."""
     import shutil
 
-    for f in shared_data.glob("*.jsonl"):
+    for f in packaged_data.glob("*.jsonl"):
         shutil.copy(f, tmp_path / f.name)
     aime = tmp_path / "aime24.jsonl"
     lines = aime.read_bytes().splitlines(keepends=True)
@@ -261,7 +261,9 @@ CASES = [
     ("\\boxed{033}", "33", 1.0, 1.0, 0.0),  # the built-in aime24 scorer misses this one
     ("\\boxed{\\frac12}", "\\frac{1}{2}", 1.0, 0.0, 0.0),  # equivalent, not literal
     ("The final answer is 204.", "204", 1.0, 1.0, 0.0),  # unboxed answer phrase
-    ("I think 20 or 4, maybe 204", "204", 0.0, 1.0, 0.0),  # substring match only (lenient paper AIME)
+    # the lenient ladder takes the last value of prose (docs/grading.md); paper AIME: substring match
+    ("I think 20 or 4, maybe 204", "204", 1.0, 1.0, 0.0),
+    ("I think 20 or 4, maybe 205", "204", 0.0, 1.0, 0.0),
     ("\\boxed{205}", "204", 0.0, 0.0, 0.0),
     ("", "204", 0.0, 0.0, 0.0),
     ("}}{{\\boxed{ \\frac{ $$ \x00 ⊥", "204", 0.0, 0.0, 0.0),  # garbage
@@ -325,9 +327,11 @@ def test_hub_when_selected(utils, monkeypatch):
 
 
 def test_easy_heldout_scores_with_the_last_number_fallback(utils):
-    """The demo's task accepts an unboxed final number (as its curation does); the others do not."""
+    """The demo's task accepts an unboxed final number (as its curation does); so does the lenient
+    grader behind every task (docs/grading.md), and a wrong number stays wrong in both."""
     doc = {"id": "0", "problem": "What is 1 + 2?", "answer": "3"}
     assert utils.process_results_easy(doc, ["1 plus 2 makes 3"]) == {"exact_match": 1.0}
     assert utils.process_results_easy(doc, ["1 plus 2 makes 4"]) == {"exact_match": 0.0}
     assert utils.process_results_easy(doc, [None]) == {"exact_match": 0.0}
-    assert utils.process_results_gsm8k(doc, ["1 plus 2 makes 3"]) == {"exact_match": 0.0}
+    assert utils.process_results_gsm8k(doc, ["1 plus 2 makes 3"]) == {"exact_match": 1.0}
+    assert utils.process_results_gsm8k(doc, ["1 plus 2 makes 4"]) == {"exact_match": 0.0}
