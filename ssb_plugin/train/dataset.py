@@ -16,7 +16,6 @@ from typing import Any
 
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 from ssb_plugin.record import (
     REQUIRED_FIELDS,
     Manifest,
@@ -25,6 +24,7 @@ from ssb_plugin.record import (
     student_input,
     validate_record,
 )
+from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
