@@ -70,7 +70,9 @@ def records_table(rows: list[dict[str, Any]]):
     cols = []
     for f in schema:
         if f.name in _NESTED:
-            col = _nested_array([r[f.name] for r in rows], np.int32 if f.name.endswith("_ids") else np.float32)
+            col = _nested_array(
+                [r[f.name] for r in rows], np.int32 if f.name.endswith("_ids") else np.float32
+            )
         else:
             col = pa.array([r[f.name] for r in rows], type=f.type)
         cols.append(col.cast(f.type) if col.type != f.type else col)

@@ -47,16 +47,18 @@ class TargetInfo:
         for i, t in enumerate(self.temperatures):
             if abs(t - float(temperature)) <= 1e-6:
                 return i
-        listed = ", ".join(f"{t:g}" for t in self.temperatures)
+        listed = [f"{t:g}" for t in self.temperatures]
         raise TargetError(
-            f"{source} carries the teacher's log-normaliser for T in [{listed}], not for "
+            f"{source} carries the teacher's log-normaliser for T in [{', '.join(listed)}], not for "
             f"ssb_temperature={temperature:g}: train at one of those, or re-curate with "
-            f"`ssb-curate ... --target-temperatures {listed},{temperature:g}` (the exact target at T "
+            f"`ssb-curate ... --target-temperatures {','.join([*listed, f'{temperature:g}'])}` (the exact target at T "
             f"needs logsumexp(teacher logits / T), which only curation sees)"
         )
 
 
-def build_target(row: dict, info: TargetInfo, temperature: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def build_target(
+    row: dict, info: TargetInfo, temperature: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids [R, W] int64, weights [R, W] float32, teacher log p_T [R, W] float32) for one record."""
     top_ids = np.asarray(row["teacher_topk_ids"], dtype=np.int64)
     top_lp = np.asarray(row["teacher_topk_logprobs"], dtype=np.float64)

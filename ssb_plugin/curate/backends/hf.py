@@ -38,7 +38,9 @@ def load_scoring_model(cfg, model: str):
     from transformers import AutoModelForCausalLM
 
     device = _resolve_device(cfg.device)
-    scorer = AutoModelForCausalLM.from_pretrained(model, revision=cfg.revision, dtype=_resolve_dtype(cfg.dtype, device))
+    scorer = AutoModelForCausalLM.from_pretrained(
+        model, revision=cfg.revision, dtype=_resolve_dtype(cfg.dtype, device)
+    )
     return scorer.to(device).eval()
 
 
