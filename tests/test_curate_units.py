@@ -116,7 +116,9 @@ def test_config_file_and_flags(tmp_path):
         ({"num_rollouts": 1}, "num_rollouts"),
         ({"rollout_temperature": 0}, "rollout_temperature"),
         ({"teacher_temperature": -1}, "teacher_temperature"),
-        ({"topk": 0}, "topk"),
+        ({"stored_topk": 0}, "stored_topk"),
+        ({"tail_samples": -1}, "tail_samples"),
+        ({"target_temperatures": [2.0, 0]}, "target_temperatures"),
         ({"shard": "2/2"}, "shard"),
         ({"shard": "a/b"}, "shard"),
         ({"backend": "tgi"}, "backend"),
@@ -228,6 +230,9 @@ def _fake_row(i, R=5, k=4):
         "response_ids": list(range(R)),
         "teacher_topk_ids": rng.integers(0, 1000, (R, k)).astype(np.int32),
         "teacher_topk_logprobs": rng.normal(size=(R, k)).astype(np.float32),
+        "teacher_log_norm": rng.normal(size=(R, 2)).astype(np.float32),
+        "teacher_tail_ids": rng.integers(0, 1000, (R, 3)).astype(np.int32),
+        "teacher_tail_logprobs": rng.normal(size=(R, 3)).astype(np.float32),
         "rollouts": [{"text": "t", "answer": "1", "correct": True, "finish_reason": "stop"}],
         "correct_index": 0,
         "wrong_index": 1,
@@ -247,7 +252,7 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
     rows = [_fake_row(i, R=3 + i) for i in range(3)]
     out.write_chunk(0, rows, {"counts": {"kept": 3}})
     out.write_chunk(1, [], {"counts": {"no_correct": 2}})
-    m = Manifest(model="m", counts={"kept": 3, "no_correct": 2}, k=4)
+    m = Manifest(model="m", counts={"kept": 3, "no_correct": 2}, stored_topk=4)
     out.write_manifest(m)
     # no `configs:` block: with one, datasets caches a local dir regardless of file mtimes
     assert "configs:" not in dataset_card(json.loads(m.to_json()))
@@ -257,9 +262,8 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
     for got, want in zip(ds, rows, strict=True):
         validate_record(got)
         np.testing.assert_array_equal(np.asarray(got["teacher_topk_ids"]), want["teacher_topk_ids"])
-        np.testing.assert_array_equal(
-            np.asarray(got["teacher_topk_logprobs"], dtype=np.float32), want["teacher_topk_logprobs"]
-        )
+        for key in ("teacher_topk_logprobs", "teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs"):
+            np.testing.assert_array_equal(np.asarray(got[key], dtype=want[key].dtype), want[key])
     # re-curating into the same directory: load_dataset must see the new rows, not a cached copy
     out.prepare({"a": 1}, overwrite=True)
     out.write_chunk(0, rows[:1], {"counts": {"kept": 1}})

@@ -189,7 +189,7 @@ class Curator:
             outcome = teacher_outcome(
                 g.finish_reason,
                 bool(graded and graded.correct),
-                cfg.leak_filter and leaks_hint(text),
+                cfg.leak_filter and leaks_hint(text, p.question),
             )
             res.mark(p.id, outcome)
             if outcome != "kept":
