@@ -45,6 +45,20 @@ def test_choose_groups_equivalent_wrong_answers():
     assert (grouped.wrong_answer, grouped.wrong_count, grouped.wrong_index) == ("18", 2, 2)
 
 
+def test_curation_groups_wrong_answers_by_the_graders_equivalence():
+    from types import SimpleNamespace
+
+    from ssb_plugin.curate.config import CurateConfig
+    from ssb_plugin.curate.pipeline import Curator
+
+    curator = Curator(CurateConfig(out="x"), SimpleNamespace(tokenizer=None, max_model_len=None))
+    assert curator.same_answer("18", "18.0") and curator.same_answer("\\frac{1}{2}", "0.5")
+    assert not curator.same_answer("18", "19")
+    rs = [R("9", True), R("4", False), R("18", False), R("18.0", False)]
+    _, choice = choose(rs, same_answer=curator.same_answer)
+    assert (choice.wrong_answer, choice.wrong_count) == ("18", 2)
+
+
 @pytest.mark.parametrize(
     "rollouts, outcome",
     [

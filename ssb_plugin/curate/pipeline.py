@@ -82,9 +82,10 @@ class Curator:
     """Runs chunks through one backend; the backend can be shared (tests, benchmarks)."""
 
     def __init__(self, cfg: CurateConfig, backend):
-        from ssb_plugin.grading import grade
+        from ssb_plugin.grading import grade, is_equivalent
 
         self.cfg = cfg
+        self.is_equivalent = is_equivalent
         self.backend = backend
         self.tok = backend.tokenizer
         self.grade = grade
@@ -92,6 +93,10 @@ class Curator:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """The grader's equivalence ("18" and "18.0" agree): how wrong answers are grouped."""
+        return a == b or self.is_equivalent(a, b, timeout=self.cfg.grade_timeout)
 
     def _grade(self, text: str, gold: str):
         return self.grade(text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback)
@@ -148,7 +153,7 @@ class Curator:
                 res.stats["rollouts_correct"] += int(r.correct)
                 res.stats["rollouts_no_answer"] += int(r.extracted is None)
                 res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
-            outcome, choice = choose(rollouts)
+            outcome, choice = choose(rollouts, same_answer=self.same_answer)
             if outcome:
                 res.mark(p.id, outcome)
                 continue
