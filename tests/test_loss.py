@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssb_plugin.train.loss import PAD_ID, topk_distill_sums
+from ssb_plugin.train.loss import PAD_ID, full_vocab_kl_sums, sparse_kl_sums
 
 
 def _dense_reference(h, w, b, teacher_lp, labels, T, kd_w, ce_w):
@@ -29,14 +29,14 @@ def _case(n=9, h_dim=16, vocab=40, seed=0):
 
 @pytest.mark.parametrize("chunk", [1, 4, 1000])
 @pytest.mark.parametrize("T,kd_w,ce_w", [(2.0, 1.0, 0.0), (1.0, 0.7, 0.3), (0.5, 1.0, 2.0)])
-def test_equals_dense_reference_when_k_is_vocab(chunk, T, kd_w, ce_w):
+def test_sparse_equals_dense_reference_when_it_covers_the_vocab(chunk, T, kd_w, ce_w):
     h, w, b, teacher_lp, labels = _case()
-    # k = V, in a shuffled order (the loss must not assume sorted rows)
+    # every id, in a shuffled order (the loss must not assume sorted rows), weights = p_T
     perm = torch.stack([torch.randperm(w.shape[0]) for _ in range(h.shape[0])])
-    ids, lps = perm, teacher_lp.gather(-1, perm)
+    lp_t = torch.log_softmax(teacher_lp / T, -1).gather(-1, perm).float()
     args = [t.float().requires_grad_() for t in (h, w, b)]
-    loss, kd, ce = topk_distill_sums(
-        args[0], args[1], ids, lps.float(), labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
+    loss, kd, ce = sparse_kl_sums(
+        args[0], args[1], perm, lp_t.exp(), lp_t, labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
         ce_weight=ce_w, chunk_size=chunk,
     )  # fmt: skip
     grads = torch.autograd.grad(loss, args)
@@ -49,20 +49,51 @@ def test_equals_dense_reference_when_k_is_vocab(chunk, T, kd_w, ce_w):
         torch.testing.assert_close(g.double(), rg, rtol=1e-4, atol=1e-5)
 
 
-def test_topk_with_padded_slots_matches_gather_reference():
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize("T,kd_w,ce_w", [(2.0, 1.0, 0.0), (1.0, 0.7, 0.3)])
+def test_full_vocab_primitive_equals_dense_reference(chunk, T, kd_w, ce_w):
+    h, w, b, _, labels = _case()
+    teacher_h = h.roll(1, 0) * 0.7  # another model's hidden states through the same lm_head
+    teacher_lp = torch.log_softmax(teacher_h @ w.t() + b, -1)
+    args = [t.float().requires_grad_() for t in (h, w, b)]
+    loss, _, _ = full_vocab_kl_sums(
+        args[0], args[1], teacher_h.float(), labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
+        ce_weight=ce_w, chunk_size=chunk,
+    )  # fmt: skip
+    grads = torch.autograd.grad(loss, args)
+    ref_args = [t.clone().requires_grad_() for t in (h, w, b)]
+    ref = _dense_reference(*ref_args, teacher_lp, labels, T, kd_w, ce_w)
+    ref_grads = torch.autograd.grad(ref, ref_args)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-5)
+    for g, rg in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double(), rg, rtol=1e-4, atol=1e-5)
+
+
+def test_full_vocab_identity_is_zero():
+    h, w, b, _, _ = _case()
+    hf = h.float().requires_grad_()
+    loss, kd, _ = full_vocab_kl_sums(hf, w.float(), h.float(), bias=b.float(), temperature=2.0, chunk_size=4)
+    (gh,) = torch.autograd.grad(loss, hf)
+    assert abs(kd.item()) < 1e-5 and gh.abs().max().item() < 1e-5
+
+
+def test_sparse_with_padded_slots_matches_gather_reference():
     h, w, _, teacher_lp, labels = _case(n=6, vocab=30)
     k = 5
     top = torch.topk(teacher_lp, k, -1)
     ids, lps = top.indices.clone(), top.values.float().clone()
     ids[0, 3:] = PAD_ID  # a narrower row (k = 3) padded to width 5
     lps[0, 3:] = 123.0  # padded values must be ignored whatever they hold
+    valid = ids != PAD_ID
+    log_p = torch.log_softmax((lps / 2).masked_fill(~valid, float("-inf")), -1)  # renormalised top-k at T=2
+    weights = log_p.exp().masked_fill(~valid, 77.0)  # padded weights ignored too
     hf, wf = h.float().requires_grad_(), w.float().requires_grad_()
-    loss, _, _ = topk_distill_sums(hf, wf, ids, lps, labels=labels, temperature=2.0, chunk_size=4)
+    loss, _, _ = sparse_kl_sums(
+        hf, wf, ids, weights, log_p.masked_fill(~valid, 5.0), temperature=2.0, chunk_size=4
+    )
     gh = torch.autograd.grad(loss, hf)[0]
 
     hr = h.float().clone().requires_grad_()
-    valid = ids != PAD_ID
-    log_p = torch.log_softmax((lps / 2).masked_fill(~valid, float("-inf")), -1)
     log_q = torch.log_softmax(hr @ wf.detach().t() / 2, -1).gather(-1, ids.clamp_min(0))
     ref = 4 * (log_p.exp() * (log_p - log_q)).masked_fill(~valid, 0).sum()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
@@ -72,9 +103,8 @@ def test_topk_with_padded_slots_matches_gather_reference():
 def test_empty_input_gives_zero_not_nan():
     w = torch.randn(20, 8, requires_grad=True)
     h = torch.zeros(0, 8, requires_grad=True)
-    loss, kd, ce = topk_distill_sums(
-        h, w, torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long)
-    )
+    z = torch.zeros(0, 4)
+    loss, kd, ce = sparse_kl_sums(h, w, z.long(), z, z, labels=torch.zeros(0, dtype=torch.long))
     loss.backward()
     assert loss.item() == 0 and kd.item() == 0 and ce.item() == 0
     assert h.grad is not None and h.grad.shape == (0, 8)
@@ -83,8 +113,9 @@ def test_empty_input_gives_zero_not_nan():
 def test_bf16_weights_close_to_fp32():
     h, w, _, teacher_lp, labels = _case(n=8, vocab=64)
     top = torch.topk(teacher_lp, 16, -1)
-    ref, _, _ = topk_distill_sums(h.float(), w.float(), top.indices, top.values.float())
-    got, _, _ = topk_distill_sums(h.bfloat16(), w.bfloat16(), top.indices, top.values.float())
+    tgt = (top.indices, top.values.float().exp(), top.values.float())
+    ref, _, _ = sparse_kl_sums(h.float(), w.float(), *tgt)
+    got, _, _ = sparse_kl_sums(h.bfloat16(), w.bfloat16(), *tgt)
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(ref.item(), rel=2e-2)
 
@@ -95,6 +126,17 @@ def test_bf16_weights_close_to_fp32():
 )
 def test_rejects_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
-        topk_distill_sums(
-            torch.zeros(2, 4), torch.zeros(5, 4), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), **kw
-        )
+        z = torch.zeros(2, 3)
+        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), z.long(), z, z, **kw)
+
+
+def test_loss_options_are_the_declared_ones():
+    """The trainer reads a typed view of the `ssb_*` keys; unset keys take SSBArgs' declared defaults."""
+    from ssb_plugin.train.args import SSBArgs, loss_options
+
+    opts = loss_options({"ssb_temperature": 1.0, "ssb_chunk_size": None, "other_key": 3})
+    assert isinstance(opts, SSBArgs) and opts.ssb_temperature == 1.0
+    assert opts.ssb_chunk_size == SSBArgs.model_fields["ssb_chunk_size"].default
+    assert loss_options({}).ssb_temperature == SSBArgs.model_fields["ssb_temperature"].default == 2.0
+    with pytest.raises(ValueError, match="ssb_topk was removed"):
+        loss_options({"ssb_topk": 20})

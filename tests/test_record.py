@@ -63,18 +63,27 @@ def test_features_round_trip_through_datasets():
         wrong_index=1,
         wrong_answer="6",
         wrong_count=1,
+        teacher_log_norm=[[0.0, 1.5]] * 3,
+        teacher_tail_ids=[[7, 9, 9]] * 3,
+        teacher_tail_logprobs=[[-5.0, -6.0, -6.0]] * 3,
     )
     ds = Dataset.from_list([row], features=features())
     back = ds[0]
     assert back["response_ids"] == row["response_ids"]
     assert back["teacher_topk_ids"] == row["teacher_topk_ids"]
     assert ds.features["teacher_topk_logprobs"].feature.feature.dtype == "float32"
+    assert (
+        back["teacher_tail_ids"] == row["teacher_tail_ids"]
+        and back["teacher_log_norm"] == row["teacher_log_norm"]
+    )
 
 
 def test_manifest_save_load_and_refusals(tmp_path):
-    m = Manifest(model="m", k=8, counts={"kept": 3})
+    m = Manifest(model="m", stored_topk=8, counts={"kept": 3}, target={"kind": "topk+tail"})
     m.save(tmp_path)
     assert Manifest.load(tmp_path) == m
+    (tmp_path / "manifest.json").write_text(json.dumps({"model": "m", "k": 16, "schema_version": 1}))
+    assert Manifest.load(tmp_path).stored_topk == 16  # written before the rename
     (tmp_path / "manifest.json").write_text(json.dumps({"k": 3}))
     with pytest.raises(RecordError, match="missing key 'model'"):
         Manifest.load(tmp_path)

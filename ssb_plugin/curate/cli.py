@@ -18,9 +18,13 @@ from ssb_plugin.curate.config import ConfigError, CurateConfig
 
 
 def _flag_type(hint: Any) -> Any:
-    """The argparse type of a field annotation: the non-None member of `X | None`; JSON for dicts."""
+    """The argparse type of a field annotation: the non-None member of `X | None`; JSON for dicts;
+    comma-separated values for lists."""
     if isinstance(hint, UnionType):
         hint = next(a for a in get_args(hint) if a is not type(None))
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        return lambda text: [item(v) for v in text.split(",")]
     return json.loads if get_origin(hint) is dict else hint
 
 

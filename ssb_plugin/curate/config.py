@@ -111,7 +111,7 @@ class CurateConfig:
         50, "rollout top-k filter, 0 = off (paper 50)", result=True, manifest="sampling.rollout.top_k"
     )
     rollout_max_tokens: int = setting(
-        2048, "max new tokens per rollout", result=True, manifest="sampling.rollout.max_tokens"
+        8192, "max new tokens per rollout (paper 8192)", result=True, manifest="sampling.rollout.max_tokens"
     )
     # teacher (paper: temperature 0.4, top-k 50)
     teacher_temperature: float = setting(
@@ -121,16 +121,35 @@ class CurateConfig:
         50, "teacher top-k filter, 0 = off (paper 50)", result=True, manifest="sampling.teacher.top_k"
     )
     teacher_max_tokens: int = setting(
-        2048,
-        "max new tokens of the teacher answer (longer: dropped as too_long)",
+        8192,
+        "max new tokens of the teacher answer, longer: dropped as too_long (paper 8192)",
         result=True,
         manifest="sampling.teacher.max_tokens",
     )
-    topk: int = setting(
+    # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
+    stored_topk: int = setting(
         64,
-        "k: teacher top-k token ids + log-probs stored per answer token",
+        "teacher log-probs stored per answer token: the top ones (the sampling filters are *_top_k)",
         result=True,
-        manifest=("k", "sampling.teacher.logprobs"),
+        manifest=("stored_topk", "target.stored_topk"),
+    )
+    tail_samples: int = setting(
+        64,
+        "teacher tail ids sampled per answer token (they carry the probability outside the top ones)",
+        result=True,
+        manifest="target.tail_samples",
+    )
+    target_temperatures: list[float] = setting(
+        help="temperatures whose exact log-normaliser is stored: training runs at one of them",
+        result=True,
+        manifest="target.temperatures",
+        factory=lambda: [1.0, 2.0],
+    )
+    max_kept: int | None = setting(
+        None,
+        "stop once this many records are kept (the paper: 256); whole chunks, so it may overshoot by one chunk",
+        result=True,
+        manifest="extra.max_kept",
     )
     seed: int = setting(
         0, "global seed; per-request seeds derive from it and the problem id", result=True, manifest="seed"
@@ -266,8 +285,16 @@ class CurateConfig:
         need(float(self.teacher_temperature) >= 0, "teacher_temperature", "must be >= 0 (0 = greedy)")
         for key in ("rollout_top_k", "teacher_top_k"):
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
-        for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "topk"):
+        for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "stored_topk"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
+        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
+        need(
+            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
+            "target_temperatures",
+            "must be a non-empty list of temperatures > 0",
+        )
+        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
+        need(self.max_kept is None or int(self.max_kept) >= 1, "max_kept", "must be >= 1")
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")

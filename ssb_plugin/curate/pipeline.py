@@ -21,6 +21,7 @@ from ssb_plugin.curate.fingerprint import fingerprints
 from ssb_plugin.curate.problems import BadRow, Problem, load_problems
 from ssb_plugin.curate.select import Rollout, choose, teacher_outcome
 from ssb_plugin.curate.tally import tally
+from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
 from ssb_plugin.record import Manifest, chat_prompt_ids, tokenizer_fingerprint
@@ -66,20 +67,25 @@ def check_model_config(cfg: CurateConfig) -> None:
     vocab = getattr(mcfg, "vocab_size", None) or getattr(
         getattr(mcfg, "text_config", None), "vocab_size", None
     )
-    if vocab is not None and cfg.topk > vocab:
-        raise ConfigError(f"topk: k={cfg.topk} exceeds the vocabulary of {cfg.model!r} ({vocab})")
+    if vocab is not None and cfg.stored_topk > vocab:
+        raise ConfigError(f"stored_topk: {cfg.stored_topk} exceeds the vocabulary of {cfg.model!r} ({vocab})")
     tok = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"model: {cfg.model!r} has no chat template; SSB prompts are chats")
+
+
+def target_spec(cfg: CurateConfig) -> TargetSpec:
+    return TargetSpec(cfg.stored_topk, cfg.tail_samples, tuple(float(t) for t in cfg.target_temperatures))
 
 
 class Curator:
     """Runs chunks through one backend; the backend can be shared (tests, benchmarks)."""
 
     def __init__(self, cfg: CurateConfig, backend):
-        from ssb_plugin.grading import grade
+        from ssb_plugin.grading import grade, is_equivalent
 
         self.cfg = cfg
+        self.is_equivalent = is_equivalent
         self.backend = backend
         self.tok = backend.tokenizer
         self.grade = grade
@@ -87,6 +93,10 @@ class Curator:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """The grader's equivalence ("18" and "18.0" agree): how wrong answers are grouped."""
+        return a == b or self.is_equivalent(a, b, timeout=self.cfg.grade_timeout)
 
     def _grade(self, text: str, gold: str):
         return self.grade(
@@ -145,7 +155,7 @@ class Curator:
                 res.stats["rollouts_correct"] += int(r.correct)
                 res.stats["rollouts_no_answer"] += int(r.extracted is None)
                 res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
-            outcome, choice = choose(rollouts)
+            outcome, choice = choose(rollouts, same_answer=self.same_answer)
             if outcome:
                 res.mark(p.id, outcome)
                 continue
@@ -170,7 +180,6 @@ class Curator:
                 cfg.teacher_top_k,
                 budget,
                 derive_seed(cfg.seed, p.id, "teacher"),
-                cfg.topk,
             )
             for p, _, _, tids, _, _, budget in teacher_jobs
         ]
@@ -179,20 +188,21 @@ class Curator:
         res.timings["teacher_generate_s"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        for (p, msgs, tmsgs, _, rollouts, choice, _), g in zip(teacher_jobs, tgens, strict=True):
+        scoring = []  # (prompt ids, response ids) of the kept records, in row order
+        for (p, msgs, tmsgs, tids, rollouts, choice, _), g in zip(teacher_jobs, tgens, strict=True):
             text = self._decode(g.token_ids)
             res.stats["teacher_tokens"] += len(g.token_ids)
             graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
             outcome = teacher_outcome(
                 g.finish_reason,
                 bool(graded and graded.correct),
-                cfg.leak_filter and leaks_hint(text),
+                cfg.leak_filter and leaks_hint(text, p.question),
             )
             res.mark(p.id, outcome)
             if outcome != "kept":
                 continue
-            assert g.topk_ids is not None and g.topk_ids.shape == (len(g.token_ids), cfg.topk)
             res.stats["kept_tokens"] += len(g.token_ids)
+            scoring.append((tids, g.token_ids))
             res.rows.append(
                 {
                     "id": p.id,
@@ -202,8 +212,6 @@ class Curator:
                     "teacher_messages": tmsgs,
                     "response_text": text,
                     "response_ids": g.token_ids,
-                    "teacher_topk_ids": g.topk_ids,
-                    "teacher_topk_logprobs": g.topk_logprobs,
                     "rollouts": [r.as_record() for r in rollouts],
                     "correct_index": choice.correct_index,
                     "wrong_index": choice.wrong_index,
@@ -212,7 +220,25 @@ class Curator:
                 }
             )
         res.timings["grading_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        self._add_targets(res.rows, scoring)
+        res.timings["target_scoring_s"] += time.perf_counter() - t
         return res
+
+    def _add_targets(self, rows: list[dict[str, Any]], jobs: list) -> None:
+        """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
+        if not rows:
+            return
+        seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
+        fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
+        for row, f in zip(rows, fields, strict=True):
+            row.update(f)
+
+
+def reached_max_kept(cfg: CurateConfig, done: dict) -> bool:
+    """--max-kept N: stop (whole chunks, in plan order) once this shard has kept N records."""
+    kept = sum(info["counts"].get("kept", 0) for info in done.values())
+    return cfg.max_kept is not None and kept >= cfg.max_kept
 
 
 def chunk_plan(items: list, cfg: CurateConfig) -> list[tuple[int, list]]:
@@ -233,15 +259,15 @@ def build_manifest(
     m["model"] = str(m["model"])
     m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
     m["sampling"]["rollout"]["top_p"] = 1.0
-    m["sampling"]["teacher"].update(
-        n=1, top_p=1.0, logprobs_distribution="raw (temperature 1), from the sampling pass"
-    )
+    m["sampling"]["teacher"].update(n=1, top_p=1.0)
+    m["target"].update(target_spec(cfg).manifest())
     m["extra"].update(
         backend_info=backend_info,
         stats=dict(stats),
         chunks_done=sorted(done),
         chunks_total=len(plan),
-        complete=all(c in done for c, _ in plan),
+        complete=all(c in done for c, _ in plan) or reached_max_kept(cfg, done),
+        kept_cap_reached=reached_max_kept(cfg, done),
         settings=cfg.result_settings(),
         fingerprints=prints,
     )
@@ -269,7 +295,7 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     prints = fingerprints(items, cfg.model, cfg.revision)
     out.prepare({**cfg.result_settings(), "shard": cfg.shard, **prints}, overwrite=cfg.overwrite)
     done = out.done_chunks()
-    todo = [(c, part) for c, part in plan if c not in done]
+    todo = [] if reached_max_kept(cfg, done) else [(c, part) for c, part in plan if c not in done]
     if not todo and (finished := out.finished_manifest()) is not None:
         return finished  # a complete set is never re-stamped by a rerun
     extra: Counter = Counter()
@@ -307,6 +333,8 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
 
     postfix()
     for c, part in todo:
+        if reached_max_kept(cfg, done):
+            break
         res = curator.run_chunk(part)
         t = time.perf_counter()
         info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}

@@ -1,11 +1,13 @@
 """Batch SSB rows: Axolotl's own collators pad ids/labels/positions; the teacher rows are placed here.
 
-Each dataset row carries its R teacher rows in response order. They go to the positions t with
+Each dataset row carries its R teacher target rows in response order. They go to the positions t with
 labels[t+1] != -100 (the positions predicting the answer tokens) of the *padded or packed* row, so
 the trainer's target mask is simply `labels[:, 1:] != -100`. Packed bins (lists of rows from the
 multipack sampler) are concatenated in order; each sample's prompt keeps the first position of the
 next sample target-free, and position_ids restart per sample (Axolotl's batch-sampler collator).
-Output: ssb_topk_ids [B, S, k] int64 (PAD_ID where no target), ssb_topk_logprobs [B, S, k] float32.
+Output (ssb_plugin.train.loss keys): ssb_target_ids [B, S, W] int64 (PAD_ID where no target),
+ssb_target_weights / ssb_target_logprobs [B, S, W] float32, ssb_target_temperature [B * rows] (the T
+each row's target was built for; the loss refuses a mismatch).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import numpy as np
 import torch
 from axolotl.utils.collators.batching import DataCollatorForSeq2Seq, V2BatchSamplerDataCollatorForSeq2Seq
 
-from ssb_plugin.train.dataset import IDS, LOGPROBS
-from ssb_plugin.train.loss import PAD_ID
+from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, TARGET_KEYS, TEMPERATURE, WEIGHTS
 
 
 def target_positions(labels) -> np.ndarray:
@@ -54,48 +55,55 @@ class SSBDataCollator:
     def __call__(self, features, return_tensors=None):
         packed = isinstance(features[0], list)
         groups = features if packed else [[f] for f in features]
-        placed = []  # per output row: (positions in the unpadded row, ids rows, logprob rows, row length)
-        clean_groups = []
+        placed = []  # per output row: (positions in the unpadded row, {key: target rows}, row length)
+        clean_groups, temps = [], []
         for g, group in enumerate(groups):
-            offset, pos, t_ids, t_lps, clean = 0, [], [], [], []
+            offset, pos, rows, clean = 0, [], {k: [] for k in TARGET_KEYS}, []
             for f in group:
                 f = dict(f)
-                if IDS not in f or LOGPROBS not in f:
+                missing = [k for k in TARGET_KEYS if k not in f]
+                if missing:
                     raise KeyError(
-                        f"batch row {g} has no {IDS}/{LOGPROBS}: every dataset must be `type: ssb_plugin.dataset` "
+                        f"batch row {g} has no {missing}: every dataset must be `type: ssb_plugin.dataset` "
                         f"(keys: {sorted(f)})"
                     )
-                rows_i, rows_l = f.pop(IDS), f.pop(LOGPROBS)
                 p = target_positions(f["labels"])
-                if len(p) != len(rows_i):
+                if len(p) != len(f[IDS]):
                     raise ValueError(
-                        f"batch row {g}: {len(p)} answer positions but {len(rows_i)} teacher rows; the dataset "
+                        f"batch row {g}: {len(p)} answer positions but {len(f[IDS])} teacher rows; the dataset "
                         f"was tokenised differently (clear dataset_prepared_path and re-run preprocessing)"
                     )
+                for k in TARGET_KEYS:
+                    rows[k].extend(list(r) for r in f.pop(k))
+                temps.append(float(f.pop(TEMPERATURE, float("nan"))))
                 pos.append(p + offset)
-                t_ids.extend(list(r) for r in rows_i)
-                t_lps.extend(list(r) for r in rows_l)
                 offset += len(f["labels"])
                 clean.append(f)
-            placed.append((np.concatenate(pos) if pos else np.zeros(0, dtype=np.int64), t_ids, t_lps, offset))
+            placed.append((np.concatenate(pos) if pos else np.zeros(0, dtype=np.int64), rows, offset))
             clean_groups.append(clean)
         batch = self._base(packed)(clean_groups if packed else [c[0] for c in clean_groups])
-        bsz, seq = batch["labels"].shape
-        k = max((len(r) for _, rows, _, _ in placed for r in rows), default=1)
-        out_ids = torch.full((bsz, seq, k), PAD_ID, dtype=torch.long)
-        out_lps = torch.zeros((bsz, seq, k), dtype=torch.float32)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        for b, (pos, rows_i, rows_l, length) in enumerate(placed):
-            if not rows_i:
-                continue
-            shift = seq - length if left else 0
-            ids_arr = np.full((len(rows_i), k), PAD_ID, dtype=np.int64)
-            lps_arr = np.zeros((len(rows_i), k), dtype=np.float32)
-            for j, (ri, rl) in enumerate(zip(rows_i, rows_l, strict=True)):
-                ids_arr[j, : len(ri)] = ri
-                lps_arr[j, : len(rl)] = rl
-            out_ids[b, torch.from_numpy(pos + shift)] = torch.from_numpy(ids_arr)
-            out_lps[b, torch.from_numpy(pos + shift)] = torch.from_numpy(lps_arr)
-        batch[IDS] = out_ids
-        batch[LOGPROBS] = out_lps
+        batch.update(self._place(placed, batch["labels"].shape))
+        batch[TEMPERATURE] = torch.tensor(temps, dtype=torch.float32)
         return batch
+
+    def _place(self, placed, shape) -> dict[str, torch.Tensor]:
+        """[B, S, W] tensors holding each row's targets at its positions (PAD_ID / 0 elsewhere)."""
+        bsz, seq = shape
+        width = max((len(r) for _, rows, _ in placed for r in rows[IDS]), default=1)
+        out = {
+            IDS: torch.full((bsz, seq, width), PAD_ID, dtype=torch.long),
+            WEIGHTS: torch.zeros((bsz, seq, width), dtype=torch.float32),
+            LOGPROBS: torch.zeros((bsz, seq, width), dtype=torch.float32),
+        }
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        for b, (pos, rows, length) in enumerate(placed):
+            if not rows[IDS]:
+                continue
+            at = torch.from_numpy(pos + (seq - length if left else 0))
+            for key, tensor in out.items():
+                fill = PAD_ID if key == IDS else 0
+                arr = np.full((len(rows[key]), width), fill, dtype=np.int64 if key == IDS else np.float32)
+                for j, r in enumerate(rows[key]):
+                    arr[j, : len(r)] = r
+                tensor[b, at] = torch.from_numpy(arr)
+        return out

@@ -4,8 +4,10 @@ Axolotl calls the module-level `load(tokenizer, cfg, ds_cfg)` for `type: ssb_plu
 Per row (the alignment contract, ssb_plugin.record):
   input_ids          = chat_prompt_ids(student_messages) + response_ids   (ids appended as ids)
   labels             = -100 on the prompt, response_ids on the response
-  ssb_topk_ids/_logprobs = the R teacher rows, in response order. Row j is the target of the
+  ssb_target_ids/_weights/_logprobs = the teacher target at the training temperature
+                       (ssb_plugin.train.targets), R rows in response order. Row j is the target of the
                        position predicting response token j (P-1+j); the collator places it there.
+  ssb_target_temperature = that temperature (the loss refuses a prepared set built for another T).
 Rows longer than `sequence_len` are dropped, counted and logged by id; nothing is truncated.
 """
 
@@ -21,42 +23,52 @@ from ssb_plugin.record import (
     Manifest,
     RecordError,
     check_tokenizer,
-    response_input,
+    student_input,
     validate_record,
 )
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
+from ssb_plugin.train.args import loss_options
+from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.targets import RENORMALISED, TargetInfo, build_target, tail_share
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
 PLUGIN = "ssb_plugin.SSBPlugin"
 
 
-def tokenize_record(
-    tokenizer, row: dict[str, Any], *, topk: int | None = None, messages_key: str = "student_messages"
-) -> dict[str, list]:
-    """One curated row -> training features. `messages_key="teacher_messages"` gives the teacher's view
-    (used by the identity self-check: the student on the teacher's prompt must reproduce the targets)."""
-    ids, p = response_input(tokenizer, row[messages_key], row["response_ids"])
-    response = list(row["response_ids"])
-    t_ids, t_lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
-    if topk is not None:  # keep the `topk` most likely entries of each row
-        t_ids, t_lps = _truncate_topk(t_ids, t_lps, topk)
+def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperature: float) -> dict[str, Any]:
+    """One curated row -> training features: the student's ids and the teacher target at `temperature`."""
+    ids, p = student_input(tokenizer, row)
+    t_ids, weights, logprobs = build_target(row, info, temperature)
     return {
         "input_ids": ids,
         "attention_mask": [1] * len(ids),
-        "labels": [-100] * p + response,
-        IDS: [list(r) for r in t_ids],
-        LOGPROBS: [list(r) for r in t_lps],
+        "labels": [-100] * p + list(row["response_ids"]),
+        IDS: t_ids.tolist(),
+        WEIGHTS: weights.tolist(),
+        LOGPROBS: logprobs.tolist(),
+        TEMPERATURE: float(temperature),
     }
 
 
-def _truncate_topk(t_ids, t_lps, topk: int) -> tuple[list[list[int]], list[list[float]]]:
-    out_i, out_l = [], []
-    for ids, lps in zip(t_ids, t_lps, strict=True):
-        order = sorted(range(len(lps)), key=lambda j: -lps[j])[:topk]
-        out_i.append([ids[j] for j in order])
-        out_l.append([lps[j] for j in order])
-    return out_i, out_l
+_WARNED: set[str] = set()  # sources already warned about (older sets warn once per process)
+
+
+def warn_if_renormalised(source: str, info: TargetInfo, rows, temperature: float) -> None:
+    """Once per set: an older set trains on the renormalised top-k, which drops the teacher's tail."""
+    if info.kind != RENORMALISED or source in _WARNED:
+        return
+    _WARNED.add(source)
+    share = tail_share(rows, info, 1.0)
+    LOG.warning(
+        "SSB dataset %s has no log-normaliser/tail fields (curated before them): training on its "
+        "renormalised top-k, which puts zero target mass on the teacher's tail. Measured on this set, the "
+        "teacher keeps %.1f%% of its probability outside the stored top-k at T=1 (more at "
+        "ssb_temperature=%g; on SmolLM2 with k=64, 38%% at T=2). Re-curate with this ssb-plugin for the "
+        "faithful full-vocabulary target.",
+        source,
+        100 * (share or 0.0),
+        temperature,
+    )
 
 
 class SSBDatasetStrategy(DatasetWrappingStrategy):
@@ -67,20 +79,22 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         tokenizer,
         *,
         sequence_len: int | None,
-        topk: int | None = None,
+        target: TargetInfo | None = None,
+        temperature: float = 2.0,
         source: str = "dataset",
         expected_rows: int | None = None,
     ):
         self.expected_rows = expected_rows
         self.tokenizer = tokenizer
         self.sequence_len = sequence_len
-        self.topk = topk
+        self.target = target or TargetInfo()
+        self.temperature = float(temperature)
         self.source = source
         self.stats: dict[str, Any] = {}
 
     def _row(self, row: dict[str, Any], idx: int) -> dict[str, Any]:
         validate_record(row, where=f"{self.source} row {idx}")
-        out = tokenize_record(self.tokenizer, row, topk=self.topk)
+        out = tokenize_record(self.tokenizer, row, self.target, self.temperature)
         out["_ssb_len"] = len(out["input_ids"])
         out["_ssb_id"] = str(row["id"])
         return out
@@ -107,6 +121,9 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
                 len(dataset),
                 self.expected_rows,
             )
+        warn_if_renormalised(
+            self.source, self.target, dataset.select(range(min(len(dataset), 256))), self.temperature
+        )
         tokenized = dataset.map(
             self._row,
             with_indices=True,
@@ -170,16 +187,22 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
     if not path:
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
-    if _get(cfg, "ssb_check_tokenizer", True):
+    options = loss_options(cfg)
+    if options.ssb_check_tokenizer:
         check_tokenizer(tokenizer, manifest)
     else:
         LOG.warning(
             "ssb_check_tokenizer: false; the tokenizer of %s is NOT checked against the manifest", path
         )
+    target = TargetInfo.from_manifest(manifest)
+    temperature = options.ssb_temperature
+    if target.kind != RENORMALISED:
+        target.index(temperature, source=str(path))  # T not carried: stop now, with how to re-curate
     return SSBDatasetStrategy(
         tokenizer,
         sequence_len=_get(cfg, "sequence_len"),
-        topk=_get(cfg, "ssb_topk"),
+        target=target,
+        temperature=temperature,
         source=str(path),
         expected_rows=manifest.counts.get("kept"),
     )

@@ -1,99 +1,129 @@
-"""The SSB distillation loss: top-k forward KL at temperature T over answer positions, chunked.
+"""The SSB distillation loss: forward KL at temperature T over answer positions, chunked over the vocab.
 
-For answer position t with teacher top-k ids i_1..i_k and raw log-probs l_1..l_k:
-    p_j = softmax(l / T)_j over the k entries,  log q_j = log_softmax(z_t / T)[i_j] over the full vocab,
-    KL_t = sum_j p_j (log p_j - log q_j).
-`topk_distill_sums` returns kd_coef * sum_t KL_t + ce_coef * sum_t CE_t (plus the two raw sums for
-logging); the trainer divides by the step's answer-token count. docs/design.md, "The loss".
+Two target kinds share one chunked kernel (`_ChunkedKD`):
+- sparse (stored targets): per answer position t a few teacher ids i_j with target weights w_j
+  (summing to 1) and the teacher's exact log-probs log p_j = log softmax(teacher logits / T)[i_j];
+  KL_t ~= sum_j w_j (log p_j - log q_j), log q = log_softmax(z_t / T) over the full vocabulary.
+  With w = p on all V ids this is the exact full-vocabulary KL; ssb_plugin.train.targets builds w
+  from the stored top-k, the exact log-normaliser and the sampled tail (an unbiased estimate).
+- dense (online teacher / the reference): the teacher's final hidden states at the same positions;
+  KL_t = sum_v p_v (log p_v - log q_v) over the whole vocabulary, exact.
 
-Memory: the caller passes only the answer rows of the final hidden states ([N, H]); logits exist
-one chunk ([chunk, V], fp32) at a time. The gradient w.r.t. the chunk's logits is formed right away
-(closed form: (softmax(z/T) - p) / T for KD, softmax(z) - onehot for CE) and pushed through the
-lm_head, so no chunk's logits are kept for backward: backward is a scalar multiply.
+Both return (loss_sum, kd_sum, ce_sum): loss_sum = kd_weight * T^2 * sum_t KL_t + ce_weight * sum_t CE_t;
+the caller divides by the step's answer-token count. docs/training.md, "The objective".
+
+Memory: only answer rows of the final hidden states ([N, H]) come in; logits exist one chunk
+([chunk, V], fp32) at a time (dense: two or three such buffers). The gradient w.r.t. each chunk's
+logits has a closed form ((sum w) softmax(z/T) - w) / T, pushed through the lm_head at once, so no
+logits are kept for backward. The functions are pure in (hidden, lm_head weight, targets): they can
+run wherever the output projection's parameters are gathered (e.g. inside a sharded model's forward).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-PAD_ID = -1  # a padded top-k slot (rows narrower than the widest k, or positions without a target)
-IDS, LOGPROBS = "ssb_topk_ids", "ssb_topk_logprobs"  # the batch keys of the teacher targets
+PAD_ID = -1  # a padded target slot (rows narrower than the widest, or positions without a target)
 
 
-def _logits_fp32(
-    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cache: dict
-) -> torch.Tensor:
+def _logits_fp32(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cache: dict, key: str):
     """h @ W^T (+ b) with an fp32 result. Half-precision W: CUDA's mm with out_dtype (fp32 accumulate
     and output, no fp32 copy of W); elsewhere one fp32 copy of W per loss call, kept in `cache`."""
     if weight.dtype == torch.float32:
         z = h.float() @ weight.t()
     else:
         z = None
-        if "w32" not in cache and weight.is_cuda:
+        if key not in cache and weight.is_cuda:
             try:
                 z = torch.mm(h.to(weight.dtype), weight.t(), out_dtype=torch.float32)
             except (RuntimeError, TypeError, NotImplementedError):
                 z = None
         if z is None:
-            if "w32" not in cache:
-                cache["w32"] = weight.float()
-            z = h.float() @ cache["w32"].t()
+            if key not in cache:
+                cache[key] = weight.float()
+            z = h.float() @ cache[key].t()
     if bias is not None:
         z = z + bias.float()
     return z
 
 
-class _TopKDistill(torch.autograd.Function):
+@dataclass
+class SparseTarget:
+    """[N, W] teacher ids (PAD_ID = empty slot), target weights, teacher log-probs at T."""
+
+    ids: torch.Tensor
+    weights: torch.Tensor
+    logprobs: torch.Tensor
+
+    def kl_and_grad(self, s, e, log_q_full, q_scaled, cache):
+        """KL sum over rows s:e and, in place on q_scaled (= softmax(z/T) * scale), the logit gradient."""
+        ids = self.ids[s:e].long()
+        valid = ids != PAD_ID
+        safe = ids.clamp_min(0)
+        w = self.weights[s:e].float().masked_fill(~valid, 0.0)
+        lp = self.logprobs[s:e].float().masked_fill(~valid, 0.0)
+        kl = (w * (lp - log_q_full.gather(-1, safe))).sum()
+        if q_scaled is None:
+            return kl, None
+        scale = cache["scale"]
+        g = q_scaled.mul_(w.sum(-1, keepdim=True))  # (sum_j w_j) * softmax(z/T) * scale
+        g.scatter_add_(-1, safe, w * -scale)
+        return kl, g
+
+
+@dataclass
+class DenseTarget:
+    """The teacher's final hidden states [N, H] at the same positions, through `weight`/`bias`
+    (the student's lm_head when None: the online teacher is the base model without the adapter)."""
+
+    hidden: torch.Tensor
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def kl_and_grad(self, s, e, log_q_full, q_scaled, cache):
+        w, b = cache["student_wb"] if self.weight is None else (self.weight, self.bias)
+        zt = _logits_fp32(
+            self.hidden[s:e].detach(), w.detach(), None if b is None else b.detach(), cache, "tw32"
+        )
+        log_p = torch.log_softmax(zt.mul_(cache["inv_t"]), dim=-1)
+        del zt
+        p = log_p.exp()
+        kl = (p * (log_p - log_q_full)).sum()
+        del log_p
+        if q_scaled is None:
+            return kl, None
+        return kl, q_scaled.sub_(p.mul_(cache["scale"]))
+
+
+class _ChunkedKD(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx, hidden, weight, bias, topk_ids, topk_logprobs, labels, temperature, kd_coef, ce_coef, chunk
-    ):
-        n = hidden.shape[0]
+    def forward(ctx, hidden, weight, bias, target, labels, temperature, kd_coef, ce_coef, chunk):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and ctx.needs_input_grad[2]
+        grads = want_h or want_w or want_b
         grad_h = torch.zeros_like(hidden) if want_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
         kd_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
         ce_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grads = want_h or want_w or want_b
         inv_t = 1.0 / temperature
-        cache: dict = {}
-        for s in range(0, n, chunk):
-            e = min(s + chunk, n)
+        cache: dict = {"inv_t": inv_t, "scale": kd_coef * inv_t, "student_wb": (weight, bias)}
+        for s in range(0, hidden.shape[0], chunk):
+            e = min(s + chunk, hidden.shape[0])
             h = hidden[s:e]
-            z = _logits_fp32(
-                h, weight, bias, cache
-            )  # [c, V] fp32, the only vocab-sized buffer (two with CE grads)
-            ids = topk_ids[s:e].long()
-            valid = ids != PAD_ID
-            safe_ids = ids.clamp_min(0)
-            # Teacher: renormalise its k raw log-probs at temperature T (padded slots get p = 0).
-            t_logits = (topk_logprobs[s:e].float() * inv_t).masked_fill(~valid, float("-inf"))
-            log_p = torch.log_softmax(t_logits, dim=-1)
-            p = log_p.exp().nan_to_num(0.0)  # a row with no valid slot (all padded) weighs nothing
-            log_p = log_p.masked_fill(~valid, 0.0).nan_to_num(0.0)
-            # CE (always computed for logging; its gradient only when weighted).
-            lse1 = torch.logsumexp(z, dim=-1)
-            if labels is not None:
-                y = labels[s:e].long().unsqueeze(-1)
-                ce_sum += (lse1 - z.gather(-1, y).squeeze(-1)).sum()
-            g_ce = None
-            if grads and ce_coef and labels is not None:
-                g_ce = torch.exp(z - lse1.unsqueeze(-1))
-                g_ce.scatter_add_(-1, y, torch.full_like(y, -1.0, dtype=g_ce.dtype))
-                g_ce.mul_(ce_coef)
-            # Student at temperature T, in place on z to keep one [c, V] buffer.
-            z.mul_(inv_t)
-            lse = torch.logsumexp(z, dim=-1, keepdim=True)
-            log_q = z.gather(-1, safe_ids) - lse
-            kd_sum += (p * (log_p - log_q)).sum()
+            z = _logits_fp32(h, weight, bias, cache, "w32")  # [c, V] fp32
+            ce, g_ce = _ce(z, None if labels is None else labels[s:e], ce_coef if grads else 0.0)
+            ce_sum += ce
+            log_q = torch.log_softmax(z.mul_(inv_t), dim=-1)  # student at T
+            del z
+            q_scaled = log_q.exp().mul_(cache["scale"]) if grads else None
+            kl, g = target.kl_and_grad(s, e, log_q, q_scaled, cache)
+            kd_sum += kl
+            del log_q
             if not grads:
                 continue
-            # dKL/dz = (sum_j p_j * softmax(z/T) - p) / T   (sum_j p_j is 1, or 0 for an empty row)
-            scale = kd_coef * inv_t
-            g = z.sub_(lse).exp_().mul_(p.sum(-1, keepdim=True) * scale)  # one pass: softmax * sum(p) * scale
-            g.scatter_add_(-1, safe_ids, p * -scale)
             if g_ce is not None:
                 g.add_(g_ce)
                 del g_ce
@@ -103,7 +133,7 @@ class _TopKDistill(torch.autograd.Function):
                 grad_w.addmm_(g.t(), h.float())
             if want_b:
                 grad_b += g.sum(0)
-            del g, z
+            del g
         total = kd_coef * kd_sum + (ce_coef * ce_sum if ce_coef else 0.0)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.has = (want_h, want_w, want_b)
@@ -118,14 +148,40 @@ class _TopKDistill(torch.autograd.Function):
         out_h = grad_h * grad_total.to(grad_h.dtype) if want_h else None
         out_w = (grad_w * grad_total).to(ctx.weight_dtype) if want_w else None
         out_b = (grad_b * grad_total).to(ctx.weight_dtype) if want_b else None
-        return out_h, out_w, out_b, None, None, None, None, None, None, None
+        return out_h, out_w, out_b, None, None, None, None, None, None
 
 
-def topk_distill_sums(
+def _ce(z: torch.Tensor, labels: torch.Tensor | None, coef: float):
+    """(CE sum at T = 1, its weighted logit gradient or None). CE is always summed for logging."""
+    if labels is None:
+        return torch.zeros((), dtype=z.dtype, device=z.device), None
+    y = labels.long().unsqueeze(-1)
+    lse = torch.logsumexp(z, dim=-1)
+    ce = (lse - z.gather(-1, y).squeeze(-1)).sum()
+    if not coef:
+        return ce, None
+    g = torch.exp(z - lse.unsqueeze(-1))
+    g.scatter_add_(-1, y, torch.full_like(y, -1.0, dtype=g.dtype))
+    return ce, g.mul_(coef)
+
+
+def _check_common(hidden, temperature, chunk_size, ce_weight, labels, n_target: int, what: str) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
+    if n_target != hidden.shape[0]:
+        raise ValueError(f"shape mismatch: hidden has {hidden.shape[0]} rows, {what} has {n_target}")
+    if ce_weight and labels is None:
+        raise ValueError("ce_weight > 0 needs labels")
+
+
+def sparse_kl_sums(
     hidden: torch.Tensor,
     weight: torch.Tensor,
-    topk_ids: torch.Tensor,
-    topk_logprobs: torch.Tensor,
+    target_ids: torch.Tensor,
+    target_weights: torch.Tensor,
+    target_logprobs: torch.Tensor,
     *,
     labels: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
@@ -134,41 +190,63 @@ def topk_distill_sums(
     ce_weight: float = 0.0,
     chunk_size: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss_sum, kd_sum, ce_sum) over N answer rows; divide loss_sum by the step's answer-token count.
+    """(loss_sum, kd_sum, ce_sum) over N answer rows against a sparse teacher target.
 
-    hidden [N, H] (final, post-norm hidden states at the positions predicting answer tokens),
-    weight [V, H] / bias [V] of the lm_head, topk_ids [N, k] (PAD_ID = padded slot),
-    topk_logprobs [N, k] raw teacher log-probs, labels [N] the answer tokens (for CE; optional).
-    loss_sum = kd_weight * T^2 * kd_sum + ce_weight * ce_sum; kd_sum = sum_t KL_t; ce_sum = sum_t CE_t.
+    hidden [N, H]: final (post-norm) hidden states at the positions predicting answer tokens;
+    weight [V, H] / bias [V]: the lm_head; target_ids [N, W] (PAD_ID = empty slot); target_weights
+    [N, W]: mass on each id (sums to 1 per row); target_logprobs [N, W]: the teacher's log-probs at T
+    on those ids; labels [N]: the answer tokens (for CE, optional).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
-    if topk_ids.shape != topk_logprobs.shape or topk_ids.shape[0] != hidden.shape[0]:
+    if not target_ids.shape == target_weights.shape == target_logprobs.shape:
         raise ValueError(
-            f"shape mismatch: hidden {tuple(hidden.shape)}, topk_ids {tuple(topk_ids.shape)}, "
-            f"topk_logprobs {tuple(topk_logprobs.shape)}"
+            f"shape mismatch: target_ids {tuple(target_ids.shape)}, target_weights "
+            f"{tuple(target_weights.shape)}, target_logprobs {tuple(target_logprobs.shape)}"
         )
-    if ce_weight and labels is None:
-        raise ValueError("ce_weight > 0 needs labels")
+    _check_common(hidden, temperature, chunk_size, ce_weight, labels, target_ids.shape[0], "target_ids")
+    target = SparseTarget(target_ids, target_weights, target_logprobs)
+    return _apply(hidden, weight, bias, target, labels, temperature, kd_weight, ce_weight, chunk_size)
+
+
+def full_vocab_kl_sums(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    *,
+    teacher_weight: torch.Tensor | None = None,
+    teacher_bias: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    temperature: float = 2.0,
+    kd_weight: float = 1.0,
+    ce_weight: float = 0.0,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss_sum, kd_sum, ce_sum): the exact full-vocabulary forward KL at T, chunked.
+
+    teacher_hidden [N, H]: the teacher's final hidden states at the positions aligned with `hidden`
+    (no gradient flows into it). The teacher's logits use teacher_weight/teacher_bias, or the
+    student's lm_head when teacher_weight is None (same base model, adapter disabled).
+    """
+    _check_common(
+        hidden, temperature, chunk_size, ce_weight, labels, teacher_hidden.shape[0], "teacher_hidden"
+    )
+    if teacher_weight is None and teacher_bias is not None:
+        raise ValueError(
+            "teacher_bias without teacher_weight: pass both, or neither to use the student's lm_head"
+        )
+    target = DenseTarget(teacher_hidden, teacher_weight, teacher_bias)
+    return _apply(hidden, weight, bias, target, labels, temperature, kd_weight, ce_weight, chunk_size)
+
+
+def _apply(hidden, weight, bias, target, labels, temperature, kd_weight, ce_weight, chunk_size):
     kd_coef = float(kd_weight) * float(temperature) ** 2
-    return _TopKDistill.apply(
-        hidden,
-        weight,
-        bias,
-        topk_ids,
-        topk_logprobs,
-        labels,
-        float(temperature),
-        kd_coef,
-        float(ce_weight),
-        int(chunk_size),
+    return _ChunkedKD.apply(
+        hidden, weight, bias, target, labels, float(temperature), kd_coef, float(ce_weight), int(chunk_size)
     )
 
 
 # ----------------------------------------------------------------------------------------------
-# Model -> loss (used by the trainer and the benchmark; no Axolotl import)
+# Model -> loss inputs (used by the trainer, the self-check and the benchmark; no Axolotl import)
 
 
 def resolve_lm_head(model: torch.nn.Module) -> torch.nn.Module:
@@ -196,32 +274,58 @@ def lm_head_params(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | 
     return head.weight, getattr(head, "bias", None)
 
 
-def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk_size):
-    """Run the model and return (loss_sum, kd_sum, ce_sum, n_answer_tokens, outputs). `inputs` is consumed."""
-    t_ids = inputs.pop(IDS)
-    t_lps = inputs.pop(LOGPROBS)
-    labels = inputs.pop("labels")
-    for stray in ("num_items_in_batch", "length"):  # loss kwarg / packing bookkeeping, not forward inputs
-        inputs.pop(stray, None)
+def answer_hidden(model, inputs: dict, labels: torch.Tensor):
+    """Run the model without (B, S, V) logits; return (hidden rows [N, H] predicting answer tokens,
+    the [B, S-1] mask that picked them, outputs). `inputs` must hold only forward inputs."""
     outputs = model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False, return_dict=True)
     hidden = outputs.hidden_states[-1]  # post-norm final hidden states, [B, S, H]
     mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
-    h = hidden[:, :-1][mask]
-    ids = t_ids[:, :-1][mask]
-    lps = t_lps[:, :-1][mask]
-    targets = labels[:, 1:][mask]
+    return hidden[:, :-1][mask], mask, outputs
+
+
+# Batch keys of a stored target (built by ssb_plugin.train.targets, placed by the collator).
+IDS, WEIGHTS, LOGPROBS = "ssb_target_ids", "ssb_target_weights", "ssb_target_logprobs"
+TEMPERATURE = "ssb_target_temperature"  # [B]: the T the rows' targets were built for
+TARGET_KEYS = (IDS, WEIGHTS, LOGPROBS)
+NOT_FORWARD = ("num_items_in_batch", "length")  # loss kwarg / packing bookkeeping, not forward inputs
+
+
+def pop_stored_target(inputs: dict, temperature: float) -> SparseTarget:
+    """Take the stored target out of a batch; refuse targets built for another temperature."""
+    built = inputs.pop(TEMPERATURE, None)
+    if built is not None and torch.is_tensor(built) and built.numel():
+        off = (built.float() - float(temperature)).abs().max().item()
+        if off > 1e-6:
+            raise ValueError(
+                f"the batch's targets were built for T={sorted(set(built.tolist()))}, the loss runs at "
+                f"T={temperature}: the prepared dataset is stale (clear dataset_prepared_path and re-run "
+                f"preprocessing)"
+            )
+    return SparseTarget(inputs.pop(IDS), inputs.pop(WEIGHTS), inputs.pop(LOGPROBS))
+
+
+def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk_size):
+    """Run the model on a stored-target batch; return (loss_sum, kd_sum, ce_sum, n_answer_tokens, outputs).
+    `inputs` is consumed."""
+    target = pop_stored_target(inputs, temperature)
+    labels = inputs.pop("labels")
+    for stray in NOT_FORWARD:
+        inputs.pop(stray, None)
+    h, mask, outputs = answer_hidden(model, inputs, labels)
+    ids, weights, lps = (x[:, :-1][mask] for x in (target.ids, target.weights, target.logprobs))
     if ids.numel() and not bool((ids != PAD_ID).any(-1).all()):
         raise ValueError(
-            "an answer position has no teacher target: labels and ssb_topk_* are misaligned "
+            "an answer position has no teacher target: labels and ssb_target_* are misaligned "
             "(was the batch built by ssb_plugin.train.collator.SSBDataCollator?)"
         )
     weight, bias = lm_head_params(resolve_lm_head(model))
-    loss_sum, kd_sum, ce_sum = topk_distill_sums(
+    loss_sum, kd_sum, ce_sum = sparse_kl_sums(
         h,
         weight,
         ids,
+        weights,
         lps,
-        labels=targets,
+        labels=labels[:, 1:][mask],
         bias=bias,
         temperature=temperature,
         kd_weight=kd_weight,
@@ -229,5 +333,5 @@ def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk
         chunk_size=chunk_size,
     )
     if h.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe), no NaN
-        loss_sum = loss_sum + hidden.sum() * 0.0
+        loss_sum = loss_sum + outputs.hidden_states[-1].sum() * 0.0
     return loss_sum, kd_sum, ce_sum, int(mask.sum()), outputs
