@@ -30,7 +30,7 @@ TINY_ARGS = [
     "--num-rollouts", "2",
     "--rollout-max-tokens", "6",
     "--teacher-max-tokens", "6",
-    "--topk", "4",
+    "--stored-topk", "4",
     "--chunk-size", "1",
     "--threads", "1",
     "--no-progress",

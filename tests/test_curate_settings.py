@@ -34,7 +34,7 @@ def test_every_setting_is_a_flag_with_help():
 
 
 def test_flags_parse_to_the_declared_types(tmp_path):
-    argv = ["--out", str(tmp_path / "o"), "--topk", "3", "--grade-timeout", "1.5", "--threads", "1"]
+    argv = ["--out", str(tmp_path / "o"), "--stored-topk", "3", "--grade-timeout", "1.5", "--threads", "1"]
     argv += ["--no-leak-filter", "--answer-fallback", "--vllm-kwargs", '{"swap_space": 4}', "--limit", "9"]
     cfg = cli.config_from_args(argv)
     assert (cfg.topk, cfg.grade_timeout, cfg.threads, cfg.limit) == (3, 1.5, 1, 9)
@@ -66,7 +66,7 @@ def test_result_keys_are_the_fields_marked_result():
 
 def test_manifest_records_each_setting_at_its_declared_path(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "tokenizer_fingerprint", lambda tok: {"vocab_sha256": "x"})
-    cfg = CurateConfig.build({}, out=str(tmp_path / "o"), model="m", limit=5, topk=7, shard="1/3")
+    cfg = CurateConfig.build({}, out=str(tmp_path / "o"), model="m", limit=5, stored_topk=7, shard="1/3")
     done = {
         0: {"counts": {"kept": 2, "no_wrong": 1}, "timings": {"teacher_s": 1.0}, "stats": {"rollouts": 12}}
     }

@@ -65,7 +65,7 @@ def test_kill9_leaves_no_engine_and_resume_just_works(tiny_model_dir, tmp_path):
     cmd = [
         sys.executable, "-m", "ssb_plugin.curate.cli", "--model", str(tiny_model_dir), "--data", str(data),
         "--out", str(out), "--backend", "vllm", "--num-rollouts", "2", "--rollout-max-tokens", "6",
-        "--teacher-max-tokens", "6", "--topk", "4", "--chunk-size", "1", "--max-model-len", "256",
+        "--teacher-max-tokens", "6", "--stored-topk", "4", "--chunk-size", "1", "--max-model-len", "256",
         "--gpu-memory-utilization", "0.05", "--no-progress",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
