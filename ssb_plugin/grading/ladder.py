@@ -37,7 +37,8 @@ _CMD_RE = re.compile(r"\\[a-zA-Z]+")
 _ENV_RE = re.compile(r"\\(?:begin|end)\{[^{}]*\}")
 _DIGIT_OR_MATH_RE = re.compile(r"\d|\$|\\[(\[]")
 _TEXT_GROUP_RE = re.compile(r"\\text\{[^{}]*\}")
-_SENTENCE_END_RE = re.compile(r"[.!?]\s")
+_SENTENCE_END_RE = re.compile(r"[.?]\s|(?<=[a-zA-Z])!\s")  # 5! is a factorial, not an exclamation
+_EXCLAIMED_RE = re.compile(r"[a-zA-Z]!$")
 _BARE_MAX_CHARS = 200
 _NAMED_BOX_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?'*|\\[a-zA-Z]+)\s*=(?!=)")
 _NAMED_BOX_WINDOW = 400  # named boxes further apart than this are separate statements
@@ -84,7 +85,7 @@ def bare_answer(text: str) -> str | None:
         return None
     if "\\boxed" in s or "\\fbox" in s:
         return None  # a box the box rung could not read is broken, not an answer
-    if _SENTENCE_END_RE.search(s) or s.endswith(("?", "!")):
+    if _SENTENCE_END_RE.search(s) or s.endswith("?") or _EXCLAIMED_RE.search(s):
         return None
     if _WHOLE_TEXT_RE.match(s):
         return s  # \text{all real numbers}: a text answer, however many words
