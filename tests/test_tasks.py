@@ -213,7 +213,7 @@ CASES = [
     ("\\boxed{033}", "33", 1.0, 1.0, 0.0),  # the built-in aime24 scorer misses this one
     ("\\boxed{\\frac12}", "\\frac{1}{2}", 1.0, 0.0, 0.0),  # equivalent, not literal
     ("The final answer is 204.", "204", 1.0, 1.0, 0.0),  # unboxed answer phrase
-    ("I think 20 or 4, maybe 204", "204", 0.0, 1.0, 0.0),  # substring match only (lenient paper AIME)
+    ("I think it is 1204.", "204", 0.0, 1.0, 0.0),  # substring match only (lenient paper AIME)
     ("\\boxed{205}", "204", 0.0, 0.0, 0.0),
     ("", "204", 0.0, 0.0, 0.0),
     ("}}{{\\boxed{ \\frac{ $$ \x00 ⊥", "204", 0.0, 0.0, 0.0),  # garbage
