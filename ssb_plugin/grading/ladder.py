@@ -45,6 +45,8 @@ _NAMED_BOX_WINDOW = 400  # named boxes further apart than this are separate stat
 _NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%|€)?")
 _DELIMITER_RE = re.compile(r"\\\$|\\[(\[]|\$\$|\$")
 _TAIL_CHARS = 2 * MAX_ANSWER_CHARS
+# A math opener left unclosed after the last complete environment ($5 is a price, $\frac is maths).
+_OPEN_MATH_RE = re.compile(r"(?<!\\)\$\$?\s*\\|\\[(\[]")
 _SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]{1,40}\|>")
 _HOPE_RE = re.compile(r"i hope it is correct\.?", re.IGNORECASE)
 _CHAIN_LHS_RE = re.compile(r"^[\d\s+\-*/^().,{}\\]*$|\\(?:frac|cdot|times|sqrt)")
@@ -190,6 +192,8 @@ def last_math_or_number(text: str) -> str | None:
     text = _HOPE_RE.sub("", _SPECIAL_TOKEN_RE.sub("", text[-_TAIL_CHARS:]))
     envs = _math_envs(text)
     env_end = envs[-1][1] if envs else 0
+    if _OPEN_MATH_RE.search(text, env_end):
+        return None  # the text stops inside a formula ("... $\\tan A = \\fra"): cut off, no answer
     number = None
     for m in _NUMBER_RE.finditer(text, env_end):
         number = m
