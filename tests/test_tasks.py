@@ -263,7 +263,7 @@ CASES = [
     ("The final answer is 204.", "204", 1.0, 1.0, 0.0),  # unboxed answer phrase
     # the lenient ladder takes the last value of prose (docs/grading.md); paper AIME: substring match
     ("I think 20 or 4, maybe 204", "204", 1.0, 1.0, 0.0),
-    ("I think 20 or 4, maybe 205", "204", 0.0, 1.0, 0.0),
+    ("I think it is 1204.", "204", 0.0, 1.0, 0.0),  # substring match only (lenient paper AIME)
     ("\\boxed{205}", "204", 0.0, 0.0, 0.0),
     ("", "204", 0.0, 0.0, 0.0),
     ("}}{{\\boxed{ \\frac{ $$ \x00 ⊥", "204", 0.0, 0.0, 0.0),  # garbage

@@ -37,13 +37,16 @@ _CMD_RE = re.compile(r"\\[a-zA-Z]+")
 _ENV_RE = re.compile(r"\\(?:begin|end)\{[^{}]*\}")
 _DIGIT_OR_MATH_RE = re.compile(r"\d|\$|\\[(\[]")
 _TEXT_GROUP_RE = re.compile(r"\\text\{[^{}]*\}")
-_SENTENCE_END_RE = re.compile(r"[.!?]\s")
+_SENTENCE_END_RE = re.compile(r"[.?]\s|(?<=[a-zA-Z])!\s")  # 5! is a factorial, not an exclamation
+_EXCLAIMED_RE = re.compile(r"[a-zA-Z]!$")
 _BARE_MAX_CHARS = 200
 _NAMED_BOX_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?'*|\\[a-zA-Z]+)\s*=(?!=)")
 _NAMED_BOX_WINDOW = 400  # named boxes further apart than this are separate statements
 _NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*%|€)?")
 _DELIMITER_RE = re.compile(r"\\\$|\\[(\[]|\$\$|\$")
 _TAIL_CHARS = 2 * MAX_ANSWER_CHARS
+# A math opener left unclosed after the last complete environment ($5 is a price, $\frac is maths).
+_OPEN_MATH_RE = re.compile(r"(?<!\\)\$\$?\s*\\|\\[(\[]")
 _SPECIAL_TOKEN_RE = re.compile(r"<\|[^|>]{1,40}\|>")
 _HOPE_RE = re.compile(r"i hope it is correct\.?", re.IGNORECASE)
 _CHAIN_LHS_RE = re.compile(r"^[\d\s+\-*/^().,{}\\]*$|\\(?:frac|cdot|times|sqrt)")
@@ -84,7 +87,7 @@ def bare_answer(text: str) -> str | None:
         return None
     if "\\boxed" in s or "\\fbox" in s:
         return None  # a box the box rung could not read is broken, not an answer
-    if _SENTENCE_END_RE.search(s) or s.endswith(("?", "!")):
+    if _SENTENCE_END_RE.search(s) or s.endswith("?") or _EXCLAIMED_RE.search(s):
         return None
     if _WHOLE_TEXT_RE.match(s):
         return s  # \text{all real numbers}: a text answer, however many words
@@ -189,6 +192,8 @@ def last_math_or_number(text: str) -> str | None:
     text = _HOPE_RE.sub("", _SPECIAL_TOKEN_RE.sub("", text[-_TAIL_CHARS:]))
     envs = _math_envs(text)
     env_end = envs[-1][1] if envs else 0
+    if _OPEN_MATH_RE.search(text, env_end):
+        return None  # the text stops inside a formula ("... $\\tan A = \\fra"): cut off, no answer
     number = None
     for m in _NUMBER_RE.finditer(text, env_end):
         number = m

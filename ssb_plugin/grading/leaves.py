@@ -26,6 +26,7 @@ _CHOICE_RE = re.compile(r"^\(?([A-J])\)?$")
 _CHOICE_PRED_RE = re.compile(r"^\(?([A-Ja-j])\)(?:\s|$)|^([A-Ja-j])$|^([A-J])[.:]\s")
 _CHOICE_WITH_VALUE_RE = re.compile(r"^\(([A-J])\)\s+\S")
 _LATEX_CMD_RE = re.compile(r"\\[a-zA-Z]+")
+_ENV_NAME_RE = re.compile(r"\\(?:begin|end)\{[a-zA-Z*]*\}")
 _WORD_RE = re.compile(r"[a-zA-Z]{3,}")
 _MATH_NAMES = frozenset(
     "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp sqrt frac pi infty "
@@ -76,7 +77,7 @@ def numbers_equal(p_text: str, p: Fraction, p_pct: bool, g_text: str, g: Fractio
 
 def is_text(s: str) -> bool:
     """Prose rather than mathematics: a word of 3+ letters that is not a function name."""
-    bare = _LATEX_CMD_RE.sub(" ", s)
+    bare = _LATEX_CMD_RE.sub(" ", _ENV_NAME_RE.sub(" ", s))  # \begin{pmatrix} names no text
     return any(w.lower() not in _MATH_NAMES for w in _WORD_RE.findall(bare))
 
 
