@@ -48,14 +48,20 @@ def _text(completion) -> str:
 
 
 def correctness_reward(prompts, completions, gold=None, **kwargs) -> list[float]:
-    """TRL reward function: 1.0 if the completion's final answer equals `gold` (the grader), else 0.0."""
+    """TRL reward function: 1.0 if the completion's final answer equals `gold` (the grader), else 0.0.
+
+    Strict extraction, as curation: the prompt asks for a boxed answer, and RL would otherwise reward
+    whatever number the lenient ladder finds in an unformatted completion."""
     from ssb_plugin.grading import grade
 
     if gold is None:
         raise ValueError(
             "correctness_reward needs a `gold` column in the dataset (python -m ssb_plugin.grpo prepare)"
         )
-    return [1.0 if grade(_text(c), str(g)).correct else 0.0 for c, g in zip(completions, gold, strict=True)]
+    return [
+        1.0 if grade(_text(c), str(g), mode="strict").correct else 0.0
+        for c, g in zip(completions, gold, strict=True)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
