@@ -202,6 +202,19 @@ def train_steps(model, tok, rows, teacher_h, weight, temperature, steps: int) ->
         opt.step()
 
 
+def print_tables(report: dict, steps: int) -> None:
+    for key in ("at_init", f"after_{steps}_steps"):
+        print(f"\n{key}:")
+        for r in report[key]:
+            if "cosine" not in r:
+                print(f"  {r['objective']}")
+                continue
+            print(
+                f"  {r['objective']:<42} {r['bytes_per_token']:>6} B/tok  identity {r['identity_kl']:+.2e}  "
+                f"loss {r['loss_per_token']:.4f}  cos {r['cosine']:+.4f}  rel.err {r['rel_error']:.4f}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -256,16 +269,7 @@ def main() -> None:
             [sys.executable, str(Path(__file__).parent / "train_step.py")], capture_output=True, text=True
         )
         report["train_step"] = out.stdout.strip().splitlines()[-1:] or out.stderr[-500:]
-    for key in ("at_init", f"after_{args.steps}_steps"):
-        print(f"\n{key}:")
-        for r in report[key]:
-            if "cosine" not in r:
-                print(f"  {r['objective']}")
-                continue
-            print(
-                f"  {r['objective']:<42} {r['bytes_per_token']:>6} B/tok  identity {r['identity_kl']:+.2e}  "
-                f"loss {r['loss_per_token']:.4f}  cos {r['cosine']:+.4f}  rel.err {r['rel_error']:.4f}"
-            )
+    print_tables(report, args.steps)
     print(json.dumps(report))
 
 
