@@ -58,7 +58,9 @@ def targets_from_logprobs(lp, spec: TargetSpec, generator) -> dict[str, np.ndarr
     vocab = lp.shape[-1]
     k = min(spec.stored_topk, vocab)
     top = lp.topk(k, dim=-1)
-    log_norm = torch.stack([torch.logsumexp(lp / t, dim=-1) for t in spec.temperatures], dim=-1)
+    # float64: an fp32 sum over ~50k-150k terms is off by ~1e-5, which would be the identity's error
+    lp64 = lp.double()
+    log_norm = torch.stack([torch.logsumexp(lp64 / t, dim=-1) for t in spec.temperatures], dim=-1)
     m = spec.tail_samples if k < vocab else 0
     tail_ids = torch.zeros((lp.shape[0], m), dtype=torch.long)
     if m:
