@@ -38,8 +38,8 @@ VARIANTS = [
     ("top-64 + rest bucket", 64, 0, "bucket"),
     ("top-64 + 64 tail, iid", 64, 64, "iid"),
     ("top-64 + 64 tail, systematic", 64, 64, "systematic"),
-    ("top-60 + 60 tail, systematic (default)", 60, 60, "systematic"),
-    ("top-32 + 92 tail, systematic", 32, 92, "systematic"),
+    ("top-60 + 60 tail, systematic", 60, 60, "systematic"),
+    ("top-32 + 92 tail, systematic (default)", 32, 92, "systematic"),
     ("top-96 + 28 tail, systematic", 96, 28, "systematic"),
     ("top-256 + 0 tail (exact top, no tail)", 256, 0, "topk-exact"),
 ]

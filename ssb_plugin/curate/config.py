@@ -128,13 +128,13 @@ class CurateConfig:
     )
     # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
     stored_topk: int = setting(
-        64,
+        32,
         "teacher log-probs stored per answer token: the top ones (the sampling filters are *_top_k)",
         result=True,
         manifest=("stored_topk", "target.stored_topk"),
     )
     tail_samples: int = setting(
-        64,
+        92,
         "teacher tail ids sampled per answer token (they carry the probability outside the top ones)",
         result=True,
         manifest="target.tail_samples",
