@@ -38,8 +38,8 @@ VARIANTS = [
     ("top-64 + rest bucket", 64, 0, "bucket"),
     ("top-64 + 64 tail, iid", 64, 64, "iid"),
     ("top-64 + 64 tail, systematic", 64, 64, "systematic"),
-    ("top-60 + 60 tail, systematic (default)", 60, 60, "systematic"),
-    ("top-32 + 92 tail, systematic", 32, 92, "systematic"),
+    ("top-60 + 60 tail, systematic", 60, 60, "systematic"),
+    ("top-32 + 92 tail, systematic (default)", 32, 92, "systematic"),
     ("top-96 + 28 tail, systematic", 96, 28, "systematic"),
     ("top-256 + 0 tail (exact top, no tail)", 256, 0, "topk-exact"),
 ]
@@ -203,6 +203,19 @@ def train_steps(model, tok, rows, teacher_h, weight, temperature, steps: int) ->
         opt.step()
 
 
+def print_tables(report: dict, steps: int) -> None:
+    for key in ("at_init", f"after_{steps}_steps"):
+        print(f"\n{key}:")
+        for r in report[key]:
+            if "cosine" not in r:
+                print(f"  {r['objective']}")
+                continue
+            print(
+                f"  {r['objective']:<42} {r['bytes_per_token']:>6} B/tok  identity {r['identity_kl']:+.2e}  "
+                f"loss {r['loss_per_token']:.4f}  cos {r['cosine']:+.4f}  rel.err {r['rel_error']:.4f}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -257,16 +270,7 @@ def main() -> None:
             [sys.executable, str(Path(__file__).parent / "train_step.py")], capture_output=True, text=True
         )
         report["train_step"] = out.stdout.strip().splitlines()[-1:] or out.stderr[-500:]
-    for key in ("at_init", f"after_{args.steps}_steps"):
-        print(f"\n{key}:")
-        for r in report[key]:
-            if "cosine" not in r:
-                print(f"  {r['objective']}")
-                continue
-            print(
-                f"  {r['objective']:<42} {r['bytes_per_token']:>6} B/tok  identity {r['identity_kl']:+.2e}  "
-                f"loss {r['loss_per_token']:.4f}  cos {r['cosine']:+.4f}  rel.err {r['rel_error']:.4f}"
-            )
+    print_tables(report, args.steps)
     print(json.dumps(report))
 
 

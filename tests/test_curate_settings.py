@@ -37,7 +37,12 @@ def test_flags_parse_to_the_declared_types(tmp_path):
     argv = ["--out", str(tmp_path / "o"), "--stored-topk", "3", "--grade-timeout", "1.5", "--threads", "1"]
     argv += ["--no-leak-filter", "--answer-fallback", "--vllm-kwargs", '{"swap_space": 4}', "--limit", "9"]
     cfg = cli.config_from_args(argv)
-    assert (cfg.topk, cfg.grade_timeout, cfg.threads, cfg.limit) == (3, 1.5, 1, 9)
+    assert (cfg.stored_topk, cfg.grade_timeout, cfg.threads, cfg.limit) == (3, 1.5, 1, 9)
+    assert cli.config_from_args(argv + ["--target-temperatures", "2,1,3"]).target_temperatures == [
+        1.0,
+        2.0,
+        3.0,
+    ]
     assert cfg.leak_filter is False and cfg.answer_fallback is True
     assert cfg.vllm_kwargs == {"swap_space": 4}
     assert cfg.teacher_top_k == 50  # not given: the declared default
@@ -45,9 +50,9 @@ def test_flags_parse_to_the_declared_types(tmp_path):
 
 def test_flags_override_the_config_file_and_absent_flags_do_not(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("leak_filter: false\ntopk: 5\nseed: 3\n")
+    f.write_text("leak_filter: false\nstored_topk: 5\nseed: 3\n")
     cfg = cli.config_from_args(["--config", str(f), "--out", str(tmp_path / "o"), "--seed", "4"])
-    assert (cfg.leak_filter, cfg.topk, cfg.seed) == (False, 5, 4)
+    assert (cfg.leak_filter, cfg.stored_topk, cfg.seed) == (False, 5, 4)
 
 
 def test_choices_are_validated_from_the_declaration(tmp_path):
@@ -60,7 +65,17 @@ def test_choices_are_validated_from_the_declaration(tmp_path):
 def test_result_keys_are_the_fields_marked_result():
     assert RESULT_KEYS == tuple(n for n, f in FIELDS.items() if f.metadata["result"])
     # what a resumed/merged run must agree on, and what it need not
-    assert {"model", "topk", "seed", "chunk_size", "system_prompt", "leak_filter"} <= set(RESULT_KEYS)
+    assert {
+        "model",
+        "stored_topk",
+        "tail_samples",
+        "target_temperatures",
+        "max_kept",
+        "seed",
+        "chunk_size",
+        "system_prompt",
+        "leak_filter",
+    } <= set(RESULT_KEYS)
     assert not {"out", "shard", "overwrite", "progress", "threads", "device"} & set(RESULT_KEYS)
 
 
@@ -82,13 +97,14 @@ def test_manifest_records_each_setting_at_its_declared_path(tmp_path, monkeypatc
             node = node[key]
         assert node == getattr(cfg, name), path
     # the layout docs/curation.md and merge rely on
-    assert (m.k, m.sampling["teacher"]["logprobs"], m.source["shard"]) == (7, 7, "1/3")
+    assert (m.stored_topk, m.target["stored_topk"], m.source["shard"]) == (7, 7, "1/3")
+    assert m.target["kind"] == "topk+tail" and m.target["temperatures"] == [1.0, 2.0]
     assert m.sampling["rollout"] == {
         "n": 4,
         "temperature": 0.8,
         "top_k": 50,
         "top_p": 1.0,
-        "max_tokens": 2048,
+        "max_tokens": 8192,
     }
     assert m.extra["settings"] == cfg.result_settings() and m.extra["complete"] is False
     assert m.counts["kept"] == 2 and m.counts["teacher_wrong"] == 0 and m.extra["stats"] == {"rollouts": 12}

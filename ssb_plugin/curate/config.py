@@ -128,13 +128,13 @@ class CurateConfig:
     )
     # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
     stored_topk: int = setting(
-        64,
+        32,
         "teacher log-probs stored per answer token: the top ones (the sampling filters are *_top_k)",
         result=True,
         manifest=("stored_topk", "target.stored_topk"),
     )
     tail_samples: int = setting(
-        64,
+        92,
         "teacher tail ids sampled per answer token (they carry the probability outside the top ones)",
         result=True,
         manifest="target.tail_samples",
@@ -287,14 +287,7 @@ class CurateConfig:
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
         for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "stored_topk"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
-        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
-        need(
-            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
-            "target_temperatures",
-            "must be a non-empty list of temperatures > 0",
-        )
-        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
-        need(self.max_kept is None or int(self.max_kept) >= 1, "max_kept", "must be >= 1")
+        self._validate_target(need)
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
@@ -314,6 +307,17 @@ class CurateConfig:
                 "model",
                 "local model directory has no config.json",
             )
+
+    def _validate_target(self, need) -> None:
+        """The stored-target settings and --max-kept; the temperatures end up sorted and unique."""
+        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
+        need(
+            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
+            "target_temperatures",
+            "must be a non-empty list of temperatures > 0",
+        )
+        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
+        need(self.max_kept is None or int(self.max_kept) >= 1, "max_kept", "must be >= 1")
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the records (compared on resume and merge)."""
