@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_write_text
 from ssb_plugin.record import OUTCOMES, Manifest
 from ssb_plugin.train.training_log import read_log_history
 
@@ -158,7 +159,7 @@ def build_report(
     else:
         parts += ["(not recorded)", ""]
 
-    out.write_text("\n".join(parts))
+    atomic_write_text(out, "\n".join(parts))
     return out
 
 
