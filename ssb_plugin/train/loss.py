@@ -4,7 +4,7 @@ For answer position t with teacher top-k ids i_1..i_k and raw log-probs l_1..l_k
     p_j = softmax(l / T)_j over the k entries,  log q_j = log_softmax(z_t / T)[i_j] over the full vocab,
     KL_t = sum_j p_j (log p_j - log q_j).
 `topk_distill_sums` returns kd_coef * sum_t KL_t + ce_coef * sum_t CE_t (plus the two raw sums for
-logging); the trainer divides by the step's answer-token count. ../shared/design.md, "The loss".
+logging); the trainer divides by the step's answer-token count. docs/design.md, "The loss".
 
 Memory: the caller passes only the answer rows of the final hidden states ([N, H]); logits exist
 one chunk ([chunk, V], fp32) at a time. The gradient w.r.t. the chunk's logits is formed right away
