@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ssb_plugin.record import SHARD_GLOB, RecordError
+from ssb_plugin.record import RecordError
+
+# What `datasets.load_dataset(<set dir>)` reads of a curated set (curate/writer.py writes data/shard-*).
+SHARD_GLOB = "data/*.parquet"
 
 
 def shard_rows(root: str | os.PathLike) -> dict[Path, int]:

@@ -76,7 +76,7 @@ def write_problems(path: Path, n: int = 2, offset: int = 0) -> Path:
 # ---------------------------------------------------------------------------- merge: shard-run fixtures
 
 
-def shard_run(root: Path, shard: str, chunks: list[int], settings: dict | None = None) -> Path:
+def shard_run(root: Path, shard: str, chunks: list[int], settings: dict | None = None, prints=None) -> Path:
     """A complete `--shard` output directory written by the project's writer (one record per chunk)."""
     from test_curate_units import _fake_row
 
@@ -92,7 +92,12 @@ def shard_run(root: Path, shard: str, chunks: list[int], settings: dict | None =
             model="m",
             counts={"kept": len(chunks), "no_correct": 1},
             source={"shard": shard},
-            extra={"complete": True, "settings": settings or {"seed": 0}, "stats": {}},
+            extra={
+                "complete": True,
+                "settings": settings or {"seed": 0},
+                "stats": {},
+                "fingerprints": prints or {},
+            },
         )
     )
     return root
@@ -293,6 +298,14 @@ def test_merge_of_some_parts_is_refused(tmp_path):
         proc.returncode == 0
         and json.loads((tmp_path / "m" / "manifest.json").read_text())["extra"]["complete"]
     )
+
+
+def test_merge_of_parts_curated_from_other_model_files_is_refused(tmp_path):
+    """Issue 12 item 6: parts whose model (or input) content differs never merge, same paths or not."""
+    q0 = shard_run(tmp_path / "q0", "0/2", [0], prints={"input_sha256": "i", "model_sha256": "a"})
+    q1 = shard_run(tmp_path / "q1", "1/2", [1], prints={"input_sha256": "i", "model_sha256": "b"})
+    refused(curate("merge", "--out", tmp_path / "m", q0, q1), "other settings", "model_sha256")
+    assert not (tmp_path / "m").exists()
 
 
 # ---------------------------------------------------------------------------- 11. damaged shards

@@ -142,6 +142,9 @@ def test_config_file_and_flags(tmp_path):
         ({"limit": 0}, "limit"),
         ({"out": ""}, "out"),
         ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+        ({"grade_timeout": 0}, "grade_timeout"),
+        ({"grade_timeout": float("nan")}, "grade_timeout"),
+        ({"grade_timeout": float("inf")}, "grade_timeout"),  # grade() refuses it: refused up front
     ],
 )
 def test_config_rejects_bad_values(tmp_path, override, key):

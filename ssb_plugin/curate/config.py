@@ -297,7 +297,11 @@ class CurateConfig:
             "gpu_memory_utilization",
             "must be in (0, 1]",
         )
-        need(float(self.grade_timeout) > 0, "grade_timeout", "must be > 0 seconds")
+        need(
+            0 < float(self.grade_timeout) < float("inf"),
+            "grade_timeout",
+            "must be a positive finite number of seconds",
+        )
         need(isinstance(self.vllm_kwargs, dict), "vllm_kwargs", "must be a mapping")
         need(bool(self.system_prompt and self.system_prompt.strip()), "system_prompt", "must not be empty")
         if self.model is not None and (self.model.startswith(("/", ".", "~")) or Path(self.model).exists()):

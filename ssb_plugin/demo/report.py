@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_write_text
 from ssb_plugin.demo import compare
 from ssb_plugin.record import OUTCOMES, Manifest
 from ssb_plugin.train.training_log import read_log_history
@@ -219,9 +220,7 @@ def build_report(
         parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in t.items()]), ""]
     else:
         parts += ["(not recorded)", ""]
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(out)
+    atomic_write_text(out, "\n".join(parts))
     return out
 
 

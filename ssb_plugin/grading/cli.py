@@ -21,8 +21,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ssb_plugin import fields
 from ssb_plugin.atomic import atomic_open
+from ssb_plugin.fields import ANSWER, TEXT, row_problems, summarise
 from ssb_plugin.jsonl import JsonlError, read_jsonl
 
 from . import api, pool
@@ -79,11 +79,11 @@ def _read_rows(args: argparse.Namespace) -> list[tuple[int, dict]]:
         raise InputError(f"cannot read {args.input}: {exc.strerror}") from None
     except JsonlError as exc:
         raise InputError(str(exc)) from None
-    specs = {args.pred_field: fields.TEXT, args.gold_field: fields.ANSWER}
-    bad = fields.row_problems(((f"{args.input} line {n}", row) for n, row in rows), specs)
+    specs = {args.pred_field: TEXT, args.gold_field: ANSWER}
+    bad = row_problems(((f"{args.input} line {n}", row) for n, row in rows), specs)
     if bad:
         hint = " (set --pred-field/--gold-field)" if all("field" in b for b in bad) else ""
-        raise InputError(fields.summarise(bad) + hint)
+        raise InputError(summarise(bad) + hint)
     return rows
 
 

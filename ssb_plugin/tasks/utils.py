@@ -125,7 +125,7 @@ def process_docs_gsm8k(dataset):
     rows = []
     for i, doc in enumerate(dataset):
         question, answer = question_answer(doc, f"doc {i}")
-        rows.append({"id": str(i), "problem": question, "answer": gsm8k_gold(answer) or answer.strip()})
+        rows.append({"id": str(i), "problem": question, "answer": gsm8k_gold(answer) or answer})
     return _rebuild(rows)
 
 

@@ -16,7 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_open
 from ssb_plugin.grading.gold import gsm8k_gold
+from ssb_plugin.jsonl import read_jsonl
 from ssb_plugin.prompts import student_messages
 
 
@@ -72,11 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    with open(args.input) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [row for _, row in read_jsonl(args.input)]
     rows = prepare(rows[: args.limit] if args.limit else rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
+    with atomic_open(args.out) as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
