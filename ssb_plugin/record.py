@@ -43,6 +43,15 @@ REQUIRED_FIELDS = (
     "teacher_topk_ids",
     "teacher_topk_logprobs",
 )
+# The stored teacher targets. A set curated for `ssb_teacher: online` only (manifest k = 0) keeps
+# the columns with an empty list per row: the online teacher recomputes them at training time.
+TARGET_FIELDS = ("teacher_topk_ids", "teacher_topk_logprobs")
+
+# Batch keys of the online teacher (ssb_plugin.train.online): the teacher's own view of each row,
+# chat(teacher_messages) + response_ids, its keys (input_ids, labels, position_ids, ...) prefixed.
+TEACHER_PREFIX = "ssb_teacher_"
+TEACHER_INPUT_IDS = TEACHER_PREFIX + "input_ids"
+TEACHER_LABELS = TEACHER_PREFIX + "labels"
 
 
 class RecordError(ValueError):
@@ -81,15 +90,31 @@ def features():
     )
 
 
-def validate_record(row: dict[str, Any], where: str = "row") -> None:
-    """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed."""
-    missing = [k for k in REQUIRED_FIELDS if k not in row]
+def validate_record(row: dict[str, Any], where: str = "row", *, targets: bool = True) -> None:
+    """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed.
+
+    targets=False: the stored teacher targets are not read (online teacher), so not checked."""
+    needed = REQUIRED_FIELDS if targets else [k for k in REQUIRED_FIELDS if k not in TARGET_FIELDS]
+    missing = [k for k in needed if k not in row]
     if missing:
         raise RecordError(f"{where}: missing field(s) {missing}")
     r = len(row["response_ids"])
     if r == 0:
         raise RecordError(f"{where} (id={row['id']!r}): empty response_ids")
+    if not row["student_messages"]:
+        raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
+    if not targets:
+        if not row["teacher_messages"]:
+            raise RecordError(
+                f"{where} (id={row['id']!r}): empty teacher_messages (the online teacher's prompt)"
+            )
+        return
     ids, lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
+    if len(ids) == 0:
+        raise RecordError(
+            f"{where} (id={row['id']!r}): no stored teacher log-probs (a set curated without them, for "
+            f"`ssb_teacher: online`); train it with `ssb_teacher: online`, or re-curate with log-probs"
+        )
     if len(ids) != r or len(lps) != r:
         raise RecordError(
             f"{where} (id={row['id']!r}): teacher_topk_ids/logprobs have {len(ids)}/{len(lps)} rows, "
@@ -101,8 +126,6 @@ def validate_record(row: dict[str, Any], where: str = "row") -> None:
             raise RecordError(
                 f"{where} (id={row['id']!r}): top-k row {j} has width {len(i_row)}/{len(l_row)}, expected {k}"
             )
-    if not row["student_messages"]:
-        raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,9 +175,13 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def student_input(tokenizer, row: dict[str, Any]) -> tuple[list[int], int]:
-    """(student input ids, prompt length P): the prompt ids followed by response_ids, as ids."""
-    prompt = chat_prompt_ids(tokenizer, row["student_messages"])
+def student_input(
+    tokenizer, row: dict[str, Any], messages_key: str = "student_messages"
+) -> tuple[list[int], int]:
+    """(student input ids, prompt length P): the prompt ids followed by response_ids, as ids.
+
+    messages_key="teacher_messages" gives the teacher's view of the same response (online teacher)."""
+    prompt = chat_prompt_ids(tokenizer, row[messages_key])
     return prompt + list(row["response_ids"]), len(prompt)
 
 
@@ -170,7 +197,7 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
     seed: int = 0
-    k: int = 64
+    k: int = 64  # stored top-k entries per answer token; 0 = none (a set for `ssb_teacher: online` only)
     counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
     timings: dict[str, float] = field(default_factory=dict)
     backend: str = ""

@@ -6,6 +6,8 @@ Kept free of torch/axolotl imports: Axolotl imports this while building its conf
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 DATASET_TYPE = "ssb_plugin.dataset"
@@ -29,6 +31,12 @@ class SSBArgs(BaseModel):
         default=None,
         description="Use only the teacher's top `ssb_topk` entries per position (default: all stored).",
     )
+    ssb_teacher: Literal["stored", "online"] = Field(
+        default="stored",
+        description="Teacher distribution: `stored` (the curated set's log-probs) or `online` (each step, the "
+        "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
+        "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
+    )
     ssb_check_tokenizer: bool = Field(
         default=True,
         description="Refuse a training tokenizer/chat template whose hash differs from the curated manifest's.",
@@ -48,6 +56,7 @@ class SSBArgs(BaseModel):
             problems.append(f"ssb_chunk_size must be >= 1 (got {self.ssb_chunk_size})")
         if self.ssb_topk is not None and self.ssb_topk < 1:
             problems.append(f"ssb_topk must be >= 1 or unset (got {self.ssb_topk})")
+        problems += self._online_problems()
         # In the merged Axolotl config the dataset list is visible too: every training row must
         # carry teacher targets, or the SSB loss has nothing to match.
         datasets = getattr(self, "datasets", None)
@@ -62,3 +71,19 @@ class SSBArgs(BaseModel):
         if problems:
             raise ValueError("SSBPlugin config: " + "; ".join(problems))
         return self
+
+    def _online_problems(self) -> list[str]:
+        if self.ssb_teacher != "online":
+            return []
+        problems = []
+        if self.ssb_topk is not None:
+            problems.append(
+                "ssb_topk selects stored targets; with ssb_teacher: online the KL is over the full vocabulary"
+            )
+        # In the merged Axolotl config `adapter` is visible: the teacher is the base model, so there must be one.
+        if "adapter" in type(self).model_fields and getattr(self, "adapter", None) not in ("lora", "qlora"):
+            problems.append(
+                "ssb_teacher: online needs `adapter: lora` or `qlora` (the teacher is the base model with the "
+                "adapter disabled; full fine-tuning would make the teacher move with the student)"
+            )
+        return problems

@@ -6,6 +6,8 @@ Per row (the alignment contract, ssb_plugin.record):
   labels             = -100 on the prompt, response_ids on the response
   ssb_topk_ids/_logprobs = the R teacher rows, in response order. Row j is the target of the
                        position predicting response token j (P-1+j); the collator places it there.
+  (`ssb_teacher: online` instead: ssb_teacher_input_ids/_labels = the teacher's view,
+                       chat_prompt_ids(teacher_messages) + response_ids, scored live by the base model.)
 Rows longer than `sequence_len` are dropped, counted and logged by id; nothing is truncated.
 """
 
@@ -16,15 +18,18 @@ from typing import Any
 
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 from ssb_plugin.record import (
     REQUIRED_FIELDS,
+    TARGET_FIELDS,
+    TEACHER_INPUT_IDS,
+    TEACHER_LABELS,
     Manifest,
     RecordError,
     check_tokenizer,
     student_input,
     validate_record,
 )
+from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
@@ -32,22 +37,26 @@ PLUGIN = "ssb_plugin.SSBPlugin"
 
 
 def tokenize_record(
-    tokenizer, row: dict[str, Any], *, topk: int | None = None, messages_key: str = "student_messages"
+    tokenizer,
+    row: dict[str, Any],
+    *,
+    topk: int | None = None,
+    messages_key: str = "student_messages",
+    teacher: str = "stored",
 ) -> dict[str, list]:
     """One curated row -> training features. `messages_key="teacher_messages"` gives the teacher's view
-    (used by the identity self-check: the student on the teacher's prompt must reproduce the targets)."""
-    ids, p = student_input(tokenizer, {**row, "student_messages": row[messages_key]})
+    (used by the identity self-check: the student on the teacher's prompt must reproduce the targets).
+    teacher="online": no stored targets; the teacher's own input ids/labels instead (ssb_teacher: online)."""
+    ids, p = student_input(tokenizer, row, messages_key)
     response = list(row["response_ids"])
+    out = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * p + response}
+    if teacher == "online":
+        t_ids, t_p = student_input(tokenizer, row, "teacher_messages")
+        return {**out, TEACHER_INPUT_IDS: t_ids, TEACHER_LABELS: [-100] * t_p + response}
     t_ids, t_lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
     if topk is not None:  # keep the `topk` most likely entries of each row
         t_ids, t_lps = _truncate_topk(t_ids, t_lps, topk)
-    return {
-        "input_ids": ids,
-        "attention_mask": [1] * len(ids),
-        "labels": [-100] * p + response,
-        IDS: [list(r) for r in t_ids],
-        LOGPROBS: [list(r) for r in t_lps],
-    }
+    return {**out, IDS: [list(r) for r in t_ids], LOGPROBS: [list(r) for r in t_lps]}
 
 
 def _truncate_topk(t_ids, t_lps, topk: int) -> tuple[list[list[int]], list[list[float]]]:
@@ -70,7 +79,9 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         topk: int | None = None,
         source: str = "dataset",
         expected_rows: int | None = None,
+        teacher: str = "stored",
     ):
+        self.teacher = teacher
         self.expected_rows = expected_rows
         self.tokenizer = tokenizer
         self.sequence_len = sequence_len
@@ -79,8 +90,8 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         self.stats: dict[str, Any] = {}
 
     def _row(self, row: dict[str, Any], idx: int) -> dict[str, Any]:
-        validate_record(row, where=f"{self.source} row {idx}")
-        out = tokenize_record(self.tokenizer, row, topk=self.topk)
+        validate_record(row, where=f"{self.source} row {idx}", targets=self.teacher == "stored")
+        out = tokenize_record(self.tokenizer, row, topk=self.topk, teacher=self.teacher)
         out["_ssb_len"] = len(out["input_ids"])
         out["_ssb_id"] = str(row["id"])
         return out
@@ -92,7 +103,12 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
             raise RecordError(
                 f"{self.source}: type {__name__} needs a map-style dataset (streaming is not supported)"
             )
-        missing = [c for c in REQUIRED_FIELDS if c not in dataset.column_names]
+        needed = (
+            REQUIRED_FIELDS
+            if self.teacher == "stored"
+            else [c for c in REQUIRED_FIELDS if c not in TARGET_FIELDS]
+        )
+        missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             raise RecordError(
                 f"{self.source}: column(s) {missing} missing; is this a curated set written by ssb-curate? "
@@ -170,6 +186,13 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
     if not path:
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
+    teacher = _get(cfg, "ssb_teacher", "stored")
+    if teacher == "stored" and manifest.k == 0:
+        raise RecordError(
+            f"{path}: this set was curated without teacher log-probs (manifest k = 0), for the online "
+            f"teacher only; train it with `ssb_teacher: online` (needs `adapter: lora`), or re-curate "
+            f"with log-probs for `ssb_teacher: stored`"
+        )
     if _get(cfg, "ssb_check_tokenizer", True):
         check_tokenizer(tokenizer, manifest)
     else:
@@ -182,4 +205,5 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         topk=_get(cfg, "ssb_topk"),
         source=str(path),
         expected_rows=manifest.counts.get("kept"),
+        teacher=teacher,
     )

@@ -5,6 +5,8 @@
 - The summed loss is divided by `num_items_in_batch` (answer tokens over all gradient-accumulation
   micro-batches, and over ranks with average_tokens_across_devices), so accumulation and data
   parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
+- `ssb_teacher: online` swaps the targets for a live teacher pass (ssb_plugin.train.online): same
+  normalisation, same logs, exact full-vocabulary KL.
 - KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token).
 """
 
@@ -14,11 +16,19 @@ import torch
 from axolotl.core.trainers.base import AxolotlTrainer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS
 from ssb_plugin.train.loss import IDS, LOGPROBS, ssb_forward
+from ssb_plugin.train.online import online_forward
 
 __all__ = ["SSBTrainer", "ssb_forward"]
 
-DEFAULTS = {"ssb_temperature": 2.0, "ssb_kd_weight": 1.0, "ssb_ce_weight": 0.0, "ssb_chunk_size": 1024}
+DEFAULTS = {
+    "ssb_temperature": 2.0,
+    "ssb_kd_weight": 1.0,
+    "ssb_ce_weight": 0.0,
+    "ssb_chunk_size": 1024,
+    "ssb_teacher": "stored",
+}
 
 
 class SSBTrainer(AxolotlTrainer):
@@ -42,16 +52,17 @@ class SSBTrainer(AxolotlTrainer):
         # Keep the teacher columns through HF's unused-column removal (eval, unpacked training).
         super()._set_signature_columns_if_needed()
         if self._signature_columns is not None:
-            for col in (IDS, LOGPROBS):
+            for col in (IDS, LOGPROBS, TEACHER_INPUT_IDS, TEACHER_LABELS):
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        if IDS not in inputs:
+        online = self._ssb_opt("ssb_teacher") == "online"
+        if not online and IDS not in inputs:
             raise KeyError(f"SSBTrainer needs {IDS}/{LOGPROBS} in the batch; got {sorted(inputs)}")
         temperature = float(self._ssb_opt("ssb_temperature"))
-        loss_sum, kd_sum, ce_sum, n_local, outputs = ssb_forward(
+        loss_sum, kd_sum, ce_sum, n_local, outputs = (online_forward if online else ssb_forward)(
             model,
             inputs,
             temperature=temperature,
