@@ -4,8 +4,14 @@ This is the one module that defines what `ssb-curate` writes and what the Axolot
 reads (../design.md, "The record"). Both sides import it; nothing else restates the layout.
 
 Alignment contract: student input = chat_prompt_ids(student_messages) + response_ids. With a prompt
-of P tokens, the logits at position P-1+j predict response_ids[j], so teacher top-k row j is the
-target at position P-1+j.
+of P tokens, the logits at position P-1+j predict response_ids[j], so teacher row j (top-k, tail,
+log-normaliser) is the target at position P-1+j.
+
+The teacher target per answer token (docs/training.md, "The objective"; computed by
+ssb_plugin.curate.targets, read by ssb_plugin.train.targets): the top `stored_topk` ids and raw
+log-probs, `teacher_log_norm` = logsumexp(raw log-probs / T) for each T in manifest.target
+["temperatures"], and `tail_samples` tail ids (with raw log-probs) sampled from the teacher's
+tail. Sets written before these fields existed have only the top-k (manifest without `target`).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the faithful target fields (TARGET_FIELDS, Manifest.target)
 MANIFEST_FILE = "manifest.json"
 SHARD_GLOB = "data/*.parquet"
+
+# The fields of the faithful target (absent in sets curated before them; training then warns).
+TARGET_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
 
 # Outcome names counted by curation and reported in the manifest (every problem lands in one).
 OUTCOMES = (
@@ -43,9 +52,9 @@ REQUIRED_FIELDS = (
     "teacher_topk_ids",
     "teacher_topk_logprobs",
 )
-# The stored teacher targets. A set curated for `ssb_teacher: online` only (manifest k = 0) keeps
-# the columns with an empty list per row: the online teacher recomputes them at training time.
-TARGET_FIELDS = ("teacher_topk_ids", "teacher_topk_logprobs")
+# What the online teacher (`ssb_teacher: online`) reads: no stored log-probs. A set curated for it
+# alone (manifest stored_topk = 0) keeps the log-prob columns with an empty list per row.
+ONLINE_FIELDS = tuple(k for k in REQUIRED_FIELDS if not k.startswith("teacher_topk"))
 
 # Batch keys of the online teacher (ssb_plugin.train.online): the teacher's own view of each row,
 # chat(teacher_messages) + response_ids, its keys (input_ids, labels, position_ids, ...) prefixed.
@@ -81,6 +90,11 @@ def features():
             # [R][k]: the teacher's raw (temperature-1) top-k at each response position
             "teacher_topk_ids": List(List(Value("int32"))),
             "teacher_topk_logprobs": List(List(Value("float32"))),
+            # [R][len(manifest.target.temperatures)]: logsumexp(raw log-probs / T) over the vocabulary
+            "teacher_log_norm": List(List(Value("float32"))),
+            # [R][tail_samples]: ids sampled from the teacher's tail, and their raw log-probs
+            "teacher_tail_ids": List(List(Value("int32"))),
+            "teacher_tail_logprobs": List(List(Value("float32"))),
             "rollouts": List(rollout),
             "correct_index": Value("int32"),
             "wrong_index": Value("int32"),
@@ -94,7 +108,7 @@ def validate_record(row: dict[str, Any], where: str = "row", *, targets: bool = 
     """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed.
 
     targets=False: the stored teacher targets are not read (online teacher), so not checked."""
-    needed = REQUIRED_FIELDS if targets else [k for k in REQUIRED_FIELDS if k not in TARGET_FIELDS]
+    needed = REQUIRED_FIELDS if targets else ONLINE_FIELDS
     missing = [k for k in needed if k not in row]
     if missing:
         raise RecordError(f"{where}: missing field(s) {missing}")
@@ -125,6 +139,11 @@ def validate_record(row: dict[str, Any], where: str = "row", *, targets: bool = 
         if len(i_row) != k or len(l_row) != k:
             raise RecordError(
                 f"{where} (id={row['id']!r}): top-k row {j} has width {len(i_row)}/{len(l_row)}, expected {k}"
+            )
+    for key in TARGET_FIELDS:
+        if key in row and row[key] is not None and len(row[key]) != r:
+            raise RecordError(
+                f"{where} (id={row['id']!r}): {key} has {len(row[key])} rows, response_ids has {r}"
             )
 
 
@@ -197,7 +216,9 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
     seed: int = 0
-    k: int = 64  # stored top-k entries per answer token; 0 = none (a set for `ssb_teacher: online` only)
+    # teacher log-probs stored per answer token (was `k`); 0: none, a set for `ssb_teacher: online` only
+    stored_topk: int = 64
+    target: dict[str, Any] = field(default_factory=dict)  # ssb_plugin.curate.targets.TargetSpec.manifest()
     counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
     timings: dict[str, float] = field(default_factory=dict)
     backend: str = ""
@@ -220,6 +241,8 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_FILE) -> Manifest:
         known = {f for f in cls.__dataclass_fields__}
+        if "k" in data and "stored_topk" not in data:  # manifests written before the rename
+            data = {**data, "stored_topk": data["k"]}
         if "model" not in data:
             raise RecordError(f"{where}: missing key 'model'")
         if data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:

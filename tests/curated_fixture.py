@@ -1,9 +1,9 @@
 """Build a small curated set (parquet shard + manifest.json) in the exact ssb_plugin.record schema.
 
 Stand-in for `ssb-curate` output in the training tests: the teacher (the model itself, on the hinted
-prompt of ssb_plugin.prompts) samples a response with transformers; its raw temperature-1 top-k at
-every response position comes from one teacher-forced pass over prompt + response. When the real CLI
-is available, `build_curated_set` can be swapped for a call to it without touching the tests.
+prompt of ssb_plugin.prompts) samples a response with transformers; the stored target (top-k, exact
+log-normalisers, sampled tail) comes from curation's own teacher-forced scoring pass
+(ssb_plugin.curate.targets.score_rows) over prompt + response.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def build_curated_set(
     max_new_tokens: int = 16,
     seed: int = 0,
     vary_lengths: bool = True,
+    tail: int = 8,
 ) -> Path:
-    """Write `n` curated rows for `model_dir` into `out`; k=None stores the full vocabulary (k = V)."""
+    """Write `n` curated rows for `model_dir` into `out`; k=None stores the full vocabulary (k = V),
+    `tail` ids sampled from the teacher's tail per answer token."""
     import torch
 
     threads = torch.get_num_threads()
@@ -52,19 +54,24 @@ def build_curated_set(
             max_new_tokens=max_new_tokens,
             seed=seed,
             vary_lengths=vary_lengths,
+            tail=tail,
         )
     finally:
         torch.set_num_threads(threads)
 
 
-def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) -> Path:
+def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths, tail) -> Path:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ssb_plugin.curate.targets import TargetSpec, score_rows
+
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     eot = tok.eos_token_id  # the end-of-turn token of the chat template (<|im_end|> here)
+    width = model.config.vocab_size if k is None else k
+    spec = TargetSpec(stored_topk=width, tail_samples=tail)
     rows = []
     for i, (rid, q, gold, wrong) in enumerate(_problems(n, seed)):
         student = student_messages(q)
@@ -89,11 +96,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
         if vary_lengths:  # unequal answer lengths: what makes token-count normalisation matter
             resp = resp[: max(1, max_new_tokens - 5 * (i % 4))]
         resp = resp + [eot]  # response_ids always end with the end-of-turn token
-        with torch.no_grad():  # raw (temperature-1) teacher distribution at the positions generating resp
-            logits = model(torch.tensor([t_prompt + resp])).logits[0].float()
-        lp = torch.log_softmax(logits[len(t_prompt) - 1 : len(t_prompt) - 1 + len(resp)], dim=-1)
-        width = lp.shape[-1] if k is None else k
-        top = torch.topk(lp, width, dim=-1)
+        (target,) = score_rows(model, [(t_prompt, resp)], spec, seeds=[seed * 1000 + i])
         rows.append(
             {
                 "id": rid,
@@ -103,8 +106,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
                 "teacher_messages": teacher,
                 "response_text": tok.decode(resp),
                 "response_ids": resp,
-                "teacher_topk_ids": top.indices.tolist(),
-                "teacher_topk_logprobs": top.values.tolist(),
+                **target,
                 "rollouts": [
                     {"text": teacher[1]["content"], "answer": gold, "correct": True, "finish_reason": "stop"},
                     {"text": "wrong", "answer": wrong, "correct": False, "finish_reason": "stop"},
@@ -120,7 +122,8 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
         tokenizer=tokenizer_fingerprint(tok),
         sampling={"teacher": {"temperature": 0.8, "top_k": 50, "max_new_tokens": max_new_tokens}},
         seed=seed,
-        k=width,
+        stored_topk=width,
+        target=spec.manifest(),
         counts={"kept": n},
         backend="tests.curated_fixture (transformers)",
     )
@@ -129,23 +132,14 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
     except ImportError:
         OutputDir = None
     if OutputDir is not None:
-        import numpy as np
-
         od = OutputDir(out)
-        od.prepare({"fixture": "tests.curated_fixture", "n": n, "k": width, "seed": seed})
-        arrays = [
-            {
-                **r,
-                "teacher_topk_ids": np.asarray(r["teacher_topk_ids"], dtype=np.int32),
-                "teacher_topk_logprobs": np.asarray(r["teacher_topk_logprobs"], dtype=np.float32),
-            }
-            for r in rows
-        ]
-        od.write_chunk(0, arrays, {"kept": n})
+        od.prepare({"fixture": "tests.curated_fixture", "n": n, "k": width, "tail": tail, "seed": seed})
+        od.write_chunk(0, rows, {"kept": n})
         od.write_manifest(manifest)
     else:
         (out / "data").mkdir(parents=True, exist_ok=True)
-        Dataset.from_list(rows, features=features()).to_parquet(str(out / SHARD))
+        plain = [{key: v.tolist() if hasattr(v, "tolist") else v for key, v in r.items()} for r in rows]
+        Dataset.from_list(plain, features=features()).to_parquet(str(out / SHARD))
         manifest.save(out)
     return out
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.dataset import IDS, LOGPROBS
-from ssb_plugin.train.loss import PAD_ID
+from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, TEMPERATURE, WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,9 @@ def _row(prompt_len, resp, k=3, base=0):
         "attention_mask": [1] * len(ids),
         "labels": [-100] * prompt_len + resp,
         IDS: [[base + j] * k for j in range(len(resp))],
+        WEIGHTS: [[1.0 / k] * k for j in range(len(resp))],
         LOGPROBS: [[-float(j)] * k for j in range(len(resp))],
+        TEMPERATURE: 2.0,
     }
 
 

@@ -9,8 +9,12 @@ import pytest
 from curated_fixture import cached_curated_set
 
 from ssb_plugin.record import RecordError, chat_prompt_ids
-from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, load, tokenize_record
-from ssb_plugin.train.trainer import DEFAULTS  # noqa: F401  (the trainer module must import cleanly)
+from ssb_plugin.train.dataset import SSBDatasetStrategy, load, tokenize_record
+from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.targets import TOPK_TAIL, TargetError, TargetInfo
+from ssb_plugin.train.trainer import SSBTrainer  # noqa: F401  (the trainer module must import cleanly)
+
+INFO = TargetInfo(TOPK_TAIL, (1.0, 2.0), 2.0)  # what curated_fixture's sets carry (the curation default)
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +44,48 @@ def _cfg(**kw):
 
 def test_student_ids_labels_and_targets_follow_the_contract(tok, raw):
     row = raw[1]
-    out = tokenize_record(tok, row)
+    out = tokenize_record(tok, row, INFO, 2.0)
     prompt = chat_prompt_ids(tok, row["student_messages"])
     p, r = len(prompt), len(row["response_ids"])
     assert out["input_ids"] == prompt + list(row["response_ids"])  # ids appended as ids
     assert out["input_ids"][-1] == tok.eos_token_id  # the end-of-turn token is trained
     assert out["labels"] == [-100] * p + list(row["response_ids"])
     assert out["attention_mask"] == [1] * (p + r)
-    assert out[IDS] == row["teacher_topk_ids"] and out[LOGPROBS] == row["teacher_topk_logprobs"]
+    # targets: the stored top-k then the sampled tail, one row per answer token, mass 1, built for T=2
+    k = len(row["teacher_topk_ids"][0])
+    assert [x[:k] for x in out[IDS]] == row["teacher_topk_ids"]
+    assert [x[k:] for x in out[IDS]] == row["teacher_tail_ids"]
+    assert out[TEMPERATURE] == 2.0 and len(out[WEIGHTS]) == r
+    assert all(abs(sum(w) - 1) < 1e-5 for w in out[WEIGHTS])
 
 
-def test_topk_option_keeps_the_most_likely_entries(tok, raw):
-    row = dict(raw[0])
-    # reverse each row so the most likely entry is last: truncation must sort, not slice
-    row["teacher_topk_ids"] = [list(reversed(x)) for x in row["teacher_topk_ids"]]
-    row["teacher_topk_logprobs"] = [list(reversed(x)) for x in row["teacher_topk_logprobs"]]
-    out = tokenize_record(tok, row, topk=3)
-    assert out[IDS] == [list(x[:3]) for x in raw[0]["teacher_topk_ids"]]
-    assert all(len(x) == 3 for x in out[LOGPROBS])
+def test_target_top_k_is_the_exact_teacher_probability_at_t(tok, raw):
+    import numpy as np
+
+    row = raw[0]
+    k = len(row["teacher_topk_ids"][0])
+    for i, t in enumerate((1.0, 2.0)):
+        out = tokenize_record(tok, row, INFO, t)
+        lz = np.asarray(row["teacher_log_norm"])[:, i : i + 1]
+        want = np.asarray(row["teacher_topk_logprobs"]) / t - lz
+        np.testing.assert_allclose(np.asarray(out[LOGPROBS])[:, :k], want, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(out[WEIGHTS])[:, :k], np.exp(want), atol=1e-6)
+
+
+def test_training_at_a_temperature_the_set_does_not_carry_stops(tok, curated):
+    with pytest.raises(TargetError, match=r"T in \[1, 2\].*ssb_temperature=3.*--target-temperatures 1,2,3"):
+        load(tok, _cfg(ssb_temperature=3.0), {"path": str(curated)})
+
+
+def test_an_older_set_without_the_new_fields_warns_once(tok, raw, caplog):
+    older = raw.remove_columns(["teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs"])
+    with caplog.at_level(logging.WARNING, logger="ssb_plugin.dataset"):
+        for _ in range(2):
+            ds = SSBDatasetStrategy(tok, sequence_len=4096, source="older-set").wrap_dataset(older)
+    warnings = [r for r in caplog.records if "renormalised top-k" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert "outside the stored top-k at T=1" in warnings[0].getMessage()
+    assert all(abs(sum(w) - 1) < 1e-5 for row in ds[WEIGHTS] for w in row)  # trains as before
 
 
 def test_load_refuses_a_different_chat_template(tok, curated):
@@ -82,9 +110,9 @@ def test_load_needs_the_plugin_and_a_manifest(tok, curated, tmp_path):
 
 
 def test_over_length_rows_are_dropped_and_counted(tok, raw, caplog):
-    lengths = sorted(len(tokenize_record(tok, r)["input_ids"]) for r in raw)
+    lengths = sorted(len(tokenize_record(tok, r, INFO, 2.0)["input_ids"]) for r in raw)
     assert lengths[0] < lengths[-1]
-    strategy = SSBDatasetStrategy(tok, sequence_len=lengths[-1] - 1, source="fixture")
+    strategy = SSBDatasetStrategy(tok, sequence_len=lengths[-1] - 1, target=INFO, source="fixture")
     with caplog.at_level(logging.WARNING, logger="ssb_plugin.dataset"):
         ds = strategy.wrap_dataset(raw)
     n_long = sum(n > lengths[-1] - 1 for n in lengths)
@@ -114,4 +142,4 @@ def test_manifest_is_what_the_fixture_claims(curated, tok):
     from ssb_plugin.record import tokenizer_fingerprint
 
     m = json.loads((curated / "manifest.json").read_text())
-    assert m["tokenizer"] == tokenizer_fingerprint(tok) and m["k"] == 8
+    assert m["tokenizer"] == tokenizer_fingerprint(tok) and m["stored_topk"] == 8

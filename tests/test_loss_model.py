@@ -8,8 +8,12 @@ from curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, tokenize_record
+from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_record
+from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo
 from ssb_plugin.train.trainer import ssb_forward
+
+INFO = TargetInfo(TOPK_TAIL, (1.0, 2.0), 2.0)  # what curated_fixture's sets carry (the curation default)
 
 LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
 
@@ -64,7 +68,8 @@ def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir,
     """design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
     model = _model(peaked_dir).eval()
     rows = _rows(curated_full)
-    feats = [tokenize_record(tok, r, messages_key="teacher_messages") for r in rows]
+    teacher_view = [{**r, "student_messages": r["teacher_messages"]} for r in rows]
+    feats = [tokenize_record(tok, r, INFO, 1.0) for r in teacher_view]
     with torch.no_grad():
         # the stored log-probs themselves, read back at P-1+j
         f = feats[0]
@@ -77,7 +82,8 @@ def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir,
         torch.testing.assert_close(got, stored, atol=1e-4, rtol=0)
 
         for T in (1.0, 2.0):
-            _, kd, _, n, _ = _loss(model, SSBDataCollator(tok)([dict(x) for x in feats]), temperature=T)
+            feats_t = [tokenize_record(tok, r, INFO, T) for r in teacher_view]
+            _, kd, _, n, _ = _loss(model, SSBDataCollator(tok)(feats_t), temperature=T)
             assert kd.item() / n < 1e-5, (
                 f"KL on the teacher's own prompt should be ~0 (T={T}), got {kd.item() / n}"
             )
@@ -86,7 +92,8 @@ def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir,
         shifted = []
         for x in feats:
             x = dict(x)
-            x[IDS], x[LOGPROBS] = x[IDS][1:], x[LOGPROBS][1:]
+            for key in (IDS, WEIGHTS, LOGPROBS):
+                x[key] = x[key][1:]
             x["labels"] = x["labels"][:-1] + [-100]
             shifted.append(x)
         _, kd_s, _, n_s, _ = _loss(model, SSBDataCollator(tok)(shifted), temperature=1.0)
@@ -105,7 +112,7 @@ def test_gradients_reach_only_lora_params(tiny_model_dir, tok, curated):
     for name, prm in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(prm, std=0.02)
-    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
     loss, _, _, n, _ = _loss(model, batch)
     (loss / n).backward()
     trainable = {k: p for k, p in model.named_parameters() if p.requires_grad}
@@ -119,7 +126,7 @@ def test_gradients_reach_only_lora_params(tiny_model_dir, tok, curated):
 
 def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
     model = _model(tiny_model_dir)
-    feats = [tokenize_record(tok, r) for r in _rows(curated)]
+    feats = [tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)]
     collate = SSBDataCollator(tok, pad_to_multiple_of=16)
     flat = collate([dict(f) for f in feats])
 
@@ -137,14 +144,23 @@ def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
     l_pack, kd_pack, ce_pack, n_pack, _ = _loss(model, packed)
     g_pack = torch.autograd.grad(l_pack, [p for p in model.parameters()][-3])[0]
     assert n_flat == n_pack == sum(len(r["response_ids"]) for r in _rows(curated))
-    assert l_pack.item() == pytest.approx(l_flat.item(), rel=1e-5)
+    # abs: the KL estimate sums terms of both signs (the sampled tail), so it is small next to their noise
+    assert l_pack.item() == pytest.approx(l_flat.item(), rel=1e-5, abs=1e-5)
     assert ce_pack.item() == pytest.approx(ce_flat.item(), rel=1e-5)
     torch.testing.assert_close(g_pack, g_flat, rtol=1e-4, atol=1e-6)
 
 
 def test_all_masked_batch_no_nan(tiny_model_dir, tok):
     model = _model(tiny_model_dir)
-    f = {"input_ids": [5, 6, 7, 8], "attention_mask": [1] * 4, "labels": [-100] * 4, IDS: [], LOGPROBS: []}
+    f = {
+        "input_ids": [5, 6, 7, 8],
+        "attention_mask": [1] * 4,
+        "labels": [-100] * 4,
+        IDS: [],
+        WEIGHTS: [],
+        LOGPROBS: [],
+    }
+    f[TEMPERATURE] = 2.0
     batch = SSBDataCollator(tok)([f, dict(f)])
     loss, kd, ce, n, _ = _loss(model, batch)
     assert n == 0 and loss.item() == 0.0 and not torch.isnan(loss)
@@ -175,7 +191,7 @@ class _LargestTensor(TorchDispatchMode):
 def test_no_batch_seq_vocab_tensor(tiny_model_dir, tok, curated):
     model = _model(tiny_model_dir)
     vocab = model.config.vocab_size
-    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
     bsz, seq = batch["input_ids"].shape
     with _LargestTensor(vocab) as mode:
         loss, _, _, n, _ = _loss(model, batch, chunk_size=5)
@@ -194,7 +210,9 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
 
     from ssb_plugin.train.trainer import SSBTrainer
 
-    ds = SSBDatasetStrategy(tok, sequence_len=4096).wrap_dataset(load_dataset(str(curated), split="train"))
+    ds = SSBDatasetStrategy(tok, sequence_len=4096, target=INFO).wrap_dataset(
+        load_dataset(str(curated), split="train")
+    )
     lengths = {len(x) for x in ds["labels"]}
     assert len(lengths) > 1, "the fixture must have unequal answer lengths for this test to mean anything"
 
@@ -216,13 +234,13 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
     diff = max((d4[k] - d22[k]).abs().max().item() for k in d4)
     assert scale > 1e-3
     assert diff <= 1e-5 * scale + 1e-7, f"update differs by {diff} (scale {scale})"
-    assert loss22 == pytest.approx(loss4, rel=1e-5)
+    assert loss22 == pytest.approx(loss4, rel=1e-5, abs=1e-7)
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, tok, curated):
     from peft import LoraConfig, get_peft_model
 
-    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
     results = []
     for ckpt in (False, True):
         model = get_peft_model(
@@ -246,13 +264,15 @@ def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, to
 
 
 def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_path):
-    """HF drops dataset columns the model's forward does not name; the trainer must keep ssb_topk_*."""
+    """HF drops dataset columns the model's forward does not name; the trainer must keep ssb_target_*."""
     from axolotl.core.training_args import AxolotlTrainingArguments
     from datasets import load_dataset
 
     from ssb_plugin.train.trainer import SSBTrainer
 
-    ds = SSBDatasetStrategy(tok, sequence_len=4096).wrap_dataset(load_dataset(str(curated), split="train"))
+    ds = SSBDatasetStrategy(tok, sequence_len=4096, target=INFO).wrap_dataset(
+        load_dataset(str(curated), split="train")
+    )
     args = AxolotlTrainingArguments(
         output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to=[], use_cpu=True, disable_tqdm=True,
         remove_unused_columns=True,
@@ -266,7 +286,10 @@ def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_p
     n = sum(len(r) for r in ds[IDS])
     assert metrics["eval_ssb_answer_tokens"] == n
     assert (
-        metrics["eval_loss"] == pytest.approx(metrics["eval_ssb_kd"], rel=1e-4) and metrics["eval_loss"] > 0
+        metrics["eval_loss"]
+        == pytest.approx(
+            metrics["eval_ssb_kd"], rel=1e-4, abs=1e-6
+        )  # logs round to 6 places and metrics["eval_loss"] > 0
     )
 
 
@@ -288,7 +311,7 @@ def test_qlora_4bit_gradients_reach_only_lora(tiny_model_dir, tok, curated):
         prepare_model_for_kbit_training(base, use_gradient_checkpointing=False),
         LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", lora_dropout=0.0),
     )
-    batch = SSBDataCollator(tok)([tokenize_record(tok, r) for r in _rows(curated)])
+    batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
     loss, _, _, n, _ = _loss(model, batch)
     (loss / n).backward()
     assert torch.isfinite(loss) and loss.item() > 0

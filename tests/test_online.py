@@ -10,7 +10,7 @@ from curated_fixture import cached_curated_set, one_thread
 
 from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
 from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_record
+from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_online
 from ssb_plugin.train.online import online_forward, peft_model
 
 LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
@@ -50,7 +50,7 @@ def _rows(path):
 
 
 def _feats(tok, rows, **kw):
-    return [tokenize_record(tok, r, teacher="online", **kw) for r in rows]
+    return [tokenize_online(tok, r, **kw) for r in rows]
 
 
 def _loss(model, batch, **kw):
@@ -150,7 +150,7 @@ def test_features_carry_the_teacher_view_and_no_stored_targets(tok, curated):
     from ssb_plugin.record import chat_prompt_ids
 
     row = _rows(curated)[0]
-    out = tokenize_record(tok, row, teacher="online")
+    out = tokenize_online(tok, row)
     p_t = len(chat_prompt_ids(tok, row["teacher_messages"]))
     assert out[TEACHER_INPUT_IDS] == chat_prompt_ids(tok, row["teacher_messages"]) + row["response_ids"]
     assert out[TEACHER_LABELS] == [-100] * p_t + row["response_ids"]

@@ -36,7 +36,12 @@ _FLAGS: dict[str, tuple] = {
     "teacher_temperature": (float, "paper 0.4"),
     "teacher_top_k": (int, "paper 50; 0 = off"),
     "teacher_max_tokens": (int, "max new tokens of the teacher answer (longer: dropped as too_long)"),
-    "topk": (int, "k: teacher top-k token ids + log-probs stored per answer token (default 64)"),
+    "stored_topk": (int, "teacher log-probs stored per answer token, the top ones (default 64)"),
+    "tail_samples": (int, "teacher tail ids sampled per answer token (default 64)"),
+    "target_temperatures": (
+        lambda s: [float(t) for t in s.split(",")],
+        "comma-separated temperatures whose exact log-normaliser is stored (default 1,2)",
+    ),
     "seed": (int, "global seed; per-request seeds derive from it and the problem id"),
     "grade_timeout": (float, "seconds per answer comparison"),
     "system_prompt": (str, "override the tutor system prompt"),

@@ -42,7 +42,9 @@ RESULT_KEYS = (
     "teacher_temperature",
     "teacher_top_k",
     "teacher_max_tokens",
-    "topk",
+    "stored_topk",
+    "tail_samples",
+    "target_temperatures",
     "seed",
     "answer_fallback",
     "grade_timeout",
@@ -82,7 +84,9 @@ class CurateConfig:
     teacher_temperature: float = 0.4
     teacher_top_k: int = 50
     teacher_max_tokens: int = 2048
-    topk: int = 64
+    stored_topk: int = 64  # teacher log-probs stored per answer token (the top ones)
+    tail_samples: int = 64  # tail ids sampled per answer token (ssb_plugin.curate.targets)
+    target_temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0])  # exact log-normalisers
     seed: int = 0
     # grading
     answer_fallback: bool = False
@@ -192,8 +196,15 @@ class CurateConfig:
         need(float(self.teacher_temperature) >= 0, "teacher_temperature", "must be >= 0 (0 = greedy)")
         for key in ("rollout_top_k", "teacher_top_k"):
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
-        for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "topk"):
+        for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "stored_topk"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
+        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
+        need(
+            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
+            "target_temperatures",
+            "must be a non-empty list of temperatures > 0",
+        )
+        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")

@@ -19,6 +19,7 @@ from ssb_plugin.curate.backends import Generation, Request, derive_seed, make_ba
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 from ssb_plugin.curate.problems import BadRow, Problem, load_problems
 from ssb_plugin.curate.select import Rollout, choose, teacher_outcome
+from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
 from ssb_plugin.record import OUTCOMES, Manifest, chat_prompt_ids, tokenizer_fingerprint
@@ -66,11 +67,15 @@ def check_model_config(cfg: CurateConfig) -> None:
     vocab = getattr(mcfg, "vocab_size", None) or getattr(
         getattr(mcfg, "text_config", None), "vocab_size", None
     )
-    if vocab is not None and cfg.topk > vocab:
-        raise ConfigError(f"topk: k={cfg.topk} exceeds the vocabulary of {cfg.model!r} ({vocab})")
+    if vocab is not None and cfg.stored_topk > vocab:
+        raise ConfigError(f"stored_topk: {cfg.stored_topk} exceeds the vocabulary of {cfg.model!r} ({vocab})")
     tok = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"model: {cfg.model!r} has no chat template; SSB prompts are chats")
+
+
+def target_spec(cfg: CurateConfig) -> TargetSpec:
+    return TargetSpec(cfg.stored_topk, cfg.tail_samples, tuple(float(t) for t in cfg.target_temperatures))
 
 
 class Curator:
@@ -168,7 +173,6 @@ class Curator:
                 cfg.teacher_top_k,
                 budget,
                 derive_seed(cfg.seed, p.id, "teacher"),
-                cfg.topk,
             )
             for p, _, _, tids, _, _, budget in teacher_jobs
         ]
@@ -177,7 +181,8 @@ class Curator:
         res.timings["teacher_generate_s"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        for (p, msgs, tmsgs, _, rollouts, choice, _), g in zip(teacher_jobs, tgens, strict=True):
+        scoring = []  # (prompt ids, response ids) of the kept records, in row order
+        for (p, msgs, tmsgs, tids, rollouts, choice, _), g in zip(teacher_jobs, tgens, strict=True):
             text = self._decode(g.token_ids)
             res.stats["teacher_tokens"] += len(g.token_ids)
             graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
@@ -189,8 +194,8 @@ class Curator:
             res.mark(p.id, outcome)
             if outcome != "kept":
                 continue
-            assert g.topk_ids is not None and g.topk_ids.shape == (len(g.token_ids), cfg.topk)
             res.stats["kept_tokens"] += len(g.token_ids)
+            scoring.append((tids, g.token_ids))
             res.rows.append(
                 {
                     "id": p.id,
@@ -200,8 +205,6 @@ class Curator:
                     "teacher_messages": tmsgs,
                     "response_text": text,
                     "response_ids": g.token_ids,
-                    "teacher_topk_ids": g.topk_ids,
-                    "teacher_topk_logprobs": g.topk_logprobs,
                     "rollouts": [r.as_record() for r in rollouts],
                     "correct_index": choice.correct_index,
                     "wrong_index": choice.wrong_index,
@@ -210,7 +213,19 @@ class Curator:
                 }
             )
         res.timings["grading_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        self._add_targets(res.rows, scoring)
+        res.timings["target_scoring_s"] += time.perf_counter() - t
         return res
+
+    def _add_targets(self, rows: list[dict[str, Any]], jobs: list) -> None:
+        """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
+        if not rows:
+            return
+        seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
+        fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
+        for row, f in zip(rows, fields, strict=True):
+            row.update(f)
 
 
 def chunk_plan(items: list, cfg: CurateConfig) -> list[tuple[int, list]]:
@@ -252,12 +267,11 @@ def build_manifest(
                 "top_k": cfg.teacher_top_k,
                 "top_p": 1.0,
                 "max_tokens": cfg.teacher_max_tokens,
-                "logprobs": cfg.topk,
-                "logprobs_distribution": "raw (temperature 1), from the sampling pass",
             },
         },
         seed=cfg.seed,
-        k=cfg.topk,
+        stored_topk=cfg.stored_topk,
+        target=target_spec(cfg).manifest(),
         counts=counts,
         timings={k: round(v, 3) for k, v in timings.items()},
         backend=cfg.backend,

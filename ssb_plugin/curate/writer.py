@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from ssb_plugin.curate.config import ConfigError
-from ssb_plugin.record import MANIFEST_FILE, features
+from ssb_plugin.record import MANIFEST_FILE, TARGET_FIELDS, features
 
 PROGRESS_DIR = ".ssb-progress"
 DATA_DIR = "data"
 CARD_FILE = "README.md"
-_NESTED = ("teacher_topk_ids", "teacher_topk_logprobs")
+_NESTED = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)  # [R][width] numeric columns
 
 
 def shard_path(root: Path, chunk: int) -> Path:
@@ -56,7 +56,7 @@ def _nested_array(arrays: list[np.ndarray], dtype) -> Any:
     rows = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     flat = np.concatenate([a.reshape(-1) for a in arrays]).astype(dtype) if arrays else np.zeros(0, dtype)
     inner = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, rows.sum() * k + 1, k, dtype=np.int32)), pa.array(flat)
+        pa.array((np.arange(rows.sum() + 1) * k).astype(np.int32)), pa.array(flat)
     )
     outer = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(rows)]).astype(np.int32)), inner)
     return outer
@@ -69,10 +69,10 @@ def records_table(rows: list[dict[str, Any]]):
     schema = features().arrow_schema
     cols = []
     for f in schema:
-        if f.name == "teacher_topk_ids":
-            col = _nested_array([r[f.name] for r in rows], np.int32)
-        elif f.name == "teacher_topk_logprobs":
-            col = _nested_array([r[f.name] for r in rows], np.float32)
+        if f.name in _NESTED:
+            col = _nested_array(
+                [r[f.name] for r in rows], np.int32 if f.name.endswith("_ids") else np.float32
+            )
         else:
             col = pa.array([r[f.name] for r in rows], type=f.type)
         cols.append(col.cast(f.type) if col.type != f.type else col)

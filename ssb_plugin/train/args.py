@@ -19,7 +19,7 @@ class SSBArgs(BaseModel):
     ssb_temperature: float = Field(
         default=2.0, description="Distillation temperature T (teacher and student softened by T; loss x T^2)."
     )
-    ssb_kd_weight: float = Field(default=1.0, description="Weight of the top-k forward-KL term.")
+    ssb_kd_weight: float = Field(default=1.0, description="Weight of the forward-KL term (x T^2).")
     ssb_ce_weight: float = Field(
         default=0.0, description="Weight of cross-entropy on the teacher's answer tokens (paper: 0)."
     )
@@ -29,7 +29,7 @@ class SSBArgs(BaseModel):
     )
     ssb_topk: int | None = Field(
         default=None,
-        description="Use only the teacher's top `ssb_topk` entries per position (default: all stored).",
+        description="Removed (setting it is an error): truncating the stored top-k would bias the faithful target.",
     )
     ssb_teacher: Literal["stored", "online"] = Field(
         default="stored",
@@ -52,10 +52,13 @@ class SSBArgs(BaseModel):
                 problems.append(f"{key} must be >= 0 (got {getattr(self, key)})")
         if self.ssb_kd_weight == 0 and self.ssb_ce_weight == 0:
             problems.append("ssb_kd_weight and ssb_ce_weight are both 0: the loss would be identically zero")
+        if self.ssb_topk is not None:
+            problems.append(
+                "ssb_topk was removed: the loss uses every stored teacher entry (top-k plus sampled tail); "
+                "to store fewer, re-curate with `ssb-curate --stored-topk N`"
+            )
         if self.ssb_chunk_size < 1:
             problems.append(f"ssb_chunk_size must be >= 1 (got {self.ssb_chunk_size})")
-        if self.ssb_topk is not None and self.ssb_topk < 1:
-            problems.append(f"ssb_topk must be >= 1 or unset (got {self.ssb_topk})")
         problems += self._online_problems()
         # In the merged Axolotl config the dataset list is visible too: every training row must
         # carry teacher targets, or the SSB loss has nothing to match.
@@ -73,17 +76,23 @@ class SSBArgs(BaseModel):
         return self
 
     def _online_problems(self) -> list[str]:
-        if self.ssb_teacher != "online":
-            return []
-        problems = []
-        if self.ssb_topk is not None:
-            problems.append(
-                "ssb_topk selects stored targets; with ssb_teacher: online the KL is over the full vocabulary"
-            )
         # In the merged Axolotl config `adapter` is visible: the teacher is the base model, so there must be one.
-        if "adapter" in type(self).model_fields and getattr(self, "adapter", None) not in ("lora", "qlora"):
-            problems.append(
-                "ssb_teacher: online needs `adapter: lora` or `qlora` (the teacher is the base model with the "
-                "adapter disabled; full fine-tuning would make the teacher move with the student)"
-            )
-        return problems
+        if self.ssb_teacher != "online" or "adapter" not in type(self).model_fields:
+            return []
+        if getattr(self, "adapter", None) in ("lora", "qlora"):
+            return []
+        return [
+            "ssb_teacher: online needs `adapter: lora` or `qlora` (the teacher is the base model with the "
+            "adapter disabled; full fine-tuning would make the teacher move with the student)"
+        ]
+
+
+def loss_options(cfg) -> SSBArgs:
+    """The typed view of a config's `ssb_*` options (unset keys take the defaults declared above).
+    `cfg` is Axolotl's merged config (a dict-like DictDefault) or any object with the attributes."""
+    values = {}
+    for name in SSBArgs.model_fields:
+        value = cfg.get(name) if hasattr(cfg, "get") else getattr(cfg, name, None)
+        if value is not None:
+            values[name] = value
+    return SSBArgs(**values)

@@ -4,9 +4,11 @@ Axolotl calls the module-level `load(tokenizer, cfg, ds_cfg)` for `type: ssb_plu
 Per row (the alignment contract, ssb_plugin.record):
   input_ids          = chat_prompt_ids(student_messages) + response_ids   (ids appended as ids)
   labels             = -100 on the prompt, response_ids on the response
-  ssb_topk_ids/_logprobs = the R teacher rows, in response order. Row j is the target of the
+  ssb_target_ids/_weights/_logprobs = the teacher target at the training temperature
+                       (ssb_plugin.train.targets), R rows in response order. Row j is the target of the
                        position predicting response token j (P-1+j); the collator places it there.
-  (`ssb_teacher: online` instead: ssb_teacher_input_ids/_labels = the teacher's view,
+  ssb_target_temperature = that temperature (the loss refuses a prepared set built for another T).
+  (`ssb_teacher: online` instead of the target: ssb_teacher_input_ids/_labels = the teacher's view,
                        chat_prompt_ids(teacher_messages) + response_ids, scored live by the base model.)
 Rows longer than `sequence_len` are dropped, counted and logged by id; nothing is truncated.
 """
@@ -19,8 +21,8 @@ from typing import Any
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
 from ssb_plugin.record import (
+    ONLINE_FIELDS,
     REQUIRED_FIELDS,
-    TARGET_FIELDS,
     TEACHER_INPUT_IDS,
     TEACHER_LABELS,
     Manifest,
@@ -29,43 +31,67 @@ from ssb_plugin.record import (
     student_input,
     validate_record,
 )
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
+from ssb_plugin.train.args import loss_options
+from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.targets import RENORMALISED, TargetInfo, build_target, tail_share
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
 PLUGIN = "ssb_plugin.SSBPlugin"
 
 
-def tokenize_record(
-    tokenizer,
-    row: dict[str, Any],
-    *,
-    topk: int | None = None,
-    messages_key: str = "student_messages",
-    teacher: str = "stored",
+def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperature: float) -> dict[str, Any]:
+    """One curated row -> training features: the student's ids and the teacher target at `temperature`."""
+    ids, p = student_input(tokenizer, row)
+    t_ids, weights, logprobs = build_target(row, info, temperature)
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": [-100] * p + list(row["response_ids"]),
+        IDS: t_ids.tolist(),
+        WEIGHTS: weights.tolist(),
+        LOGPROBS: logprobs.tolist(),
+        TEMPERATURE: float(temperature),
+    }
+
+
+def tokenize_online(
+    tokenizer, row: dict[str, Any], messages_key: str = "student_messages"
 ) -> dict[str, list]:
-    """One curated row -> training features. `messages_key="teacher_messages"` gives the teacher's view
-    (used by the identity self-check: the student on the teacher's prompt must reproduce the targets).
-    teacher="online": no stored targets; the teacher's own input ids/labels instead (ssb_teacher: online)."""
+    """One curated row -> features for `ssb_teacher: online`: the student's ids and the teacher's own view
+    (chat(teacher_messages) + the same response ids), no stored target. messages_key="teacher_messages"
+    shows the student the teacher's prompt (the identity check)."""
     ids, p = student_input(tokenizer, row, messages_key)
+    t_ids, t_p = student_input(tokenizer, row, "teacher_messages")
     response = list(row["response_ids"])
-    out = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * p + response}
-    if teacher == "online":
-        t_ids, t_p = student_input(tokenizer, row, "teacher_messages")
-        return {**out, TEACHER_INPUT_IDS: t_ids, TEACHER_LABELS: [-100] * t_p + response}
-    t_ids, t_lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
-    if topk is not None:  # keep the `topk` most likely entries of each row
-        t_ids, t_lps = _truncate_topk(t_ids, t_lps, topk)
-    return {**out, IDS: [list(r) for r in t_ids], LOGPROBS: [list(r) for r in t_lps]}
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": [-100] * p + response,
+        TEACHER_INPUT_IDS: t_ids,
+        TEACHER_LABELS: [-100] * t_p + response,
+    }
 
 
-def _truncate_topk(t_ids, t_lps, topk: int) -> tuple[list[list[int]], list[list[float]]]:
-    out_i, out_l = [], []
-    for ids, lps in zip(t_ids, t_lps, strict=True):
-        order = sorted(range(len(lps)), key=lambda j: -lps[j])[:topk]
-        out_i.append([ids[j] for j in order])
-        out_l.append([lps[j] for j in order])
-    return out_i, out_l
+_WARNED: set[str] = set()  # sources already warned about (older sets warn once per process)
+
+
+def warn_if_renormalised(source: str, info: TargetInfo, rows, temperature: float) -> None:
+    """Once per set: an older set trains on the renormalised top-k, which drops the teacher's tail."""
+    if info.kind != RENORMALISED or source in _WARNED:
+        return
+    _WARNED.add(source)
+    share = tail_share(rows, info, 1.0)
+    LOG.warning(
+        "SSB dataset %s has no log-normaliser/tail fields (curated before them): training on its "
+        "renormalised top-k, which puts zero target mass on the teacher's tail. Measured on this set, the "
+        "teacher keeps %.1f%% of its probability outside the stored top-k at T=1 (more at "
+        "ssb_temperature=%g; on SmolLM2 with k=64, 38%% at T=2). Re-curate with this ssb-plugin for the "
+        "faithful full-vocabulary target.",
+        source,
+        100 * (share or 0.0),
+        temperature,
+    )
 
 
 class SSBDatasetStrategy(DatasetWrappingStrategy):
@@ -76,7 +102,8 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         tokenizer,
         *,
         sequence_len: int | None,
-        topk: int | None = None,
+        target: TargetInfo | None = None,
+        temperature: float = 2.0,
         source: str = "dataset",
         expected_rows: int | None = None,
         teacher: str = "stored",
@@ -85,13 +112,18 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         self.expected_rows = expected_rows
         self.tokenizer = tokenizer
         self.sequence_len = sequence_len
-        self.topk = topk
+        self.target = target or TargetInfo()
+        self.temperature = float(temperature)
         self.source = source
         self.stats: dict[str, Any] = {}
 
     def _row(self, row: dict[str, Any], idx: int) -> dict[str, Any]:
-        validate_record(row, where=f"{self.source} row {idx}", targets=self.teacher == "stored")
-        out = tokenize_record(self.tokenizer, row, topk=self.topk, teacher=self.teacher)
+        online = self.teacher == "online"
+        validate_record(row, where=f"{self.source} row {idx}", targets=not online)
+        if online:
+            out = tokenize_online(self.tokenizer, row)
+        else:
+            out = tokenize_record(self.tokenizer, row, self.target, self.temperature)
         out["_ssb_len"] = len(out["input_ids"])
         out["_ssb_id"] = str(row["id"])
         return out
@@ -103,11 +135,7 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
             raise RecordError(
                 f"{self.source}: type {__name__} needs a map-style dataset (streaming is not supported)"
             )
-        needed = (
-            REQUIRED_FIELDS
-            if self.teacher == "stored"
-            else [c for c in REQUIRED_FIELDS if c not in TARGET_FIELDS]
-        )
+        needed = REQUIRED_FIELDS if self.teacher == "stored" else ONLINE_FIELDS
         missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             raise RecordError(
@@ -122,6 +150,10 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
                 self.source,
                 len(dataset),
                 self.expected_rows,
+            )
+        if self.teacher == "stored":
+            warn_if_renormalised(
+                self.source, self.target, dataset.select(range(min(len(dataset), 256))), self.temperature
             )
         tokenized = dataset.map(
             self._row,
@@ -186,23 +218,29 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
     if not path:
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
-    teacher = _get(cfg, "ssb_teacher", "stored")
-    if teacher == "stored" and manifest.k == 0:
+    options = loss_options(cfg)
+    teacher = options.ssb_teacher
+    if teacher == "stored" and manifest.stored_topk == 0:
         raise RecordError(
-            f"{path}: this set was curated without teacher log-probs (manifest k = 0), for the online "
-            f"teacher only; train it with `ssb_teacher: online` (needs `adapter: lora`), or re-curate "
-            f"with log-probs for `ssb_teacher: stored`"
+            f"{path}: this set was curated without teacher log-probs (`ssb-curate --no-stored-target`, "
+            f"manifest stored_topk = 0), for the online teacher only; train it with `ssb_teacher: online` "
+            f"(needs `adapter: lora`), or re-curate without --no-stored-target for `ssb_teacher: stored`"
         )
-    if _get(cfg, "ssb_check_tokenizer", True):
+    if options.ssb_check_tokenizer:
         check_tokenizer(tokenizer, manifest)
     else:
         LOG.warning(
             "ssb_check_tokenizer: false; the tokenizer of %s is NOT checked against the manifest", path
         )
+    target = TargetInfo.from_manifest(manifest)
+    temperature = options.ssb_temperature
+    if teacher == "stored" and target.kind != RENORMALISED:
+        target.index(temperature, source=str(path))  # T not carried: stop now, with how to re-curate
     return SSBDatasetStrategy(
         tokenizer,
         sequence_len=_get(cfg, "sequence_len"),
-        topk=_get(cfg, "ssb_topk"),
+        target=target,
+        temperature=temperature,
         source=str(path),
         expected_rows=manifest.counts.get("kept"),
         teacher=teacher,

@@ -62,14 +62,7 @@ class SSBPlugin(BasePlugin):
         return [LogHistoryCallback(cfg.output_dir)]
 
     def post_trainer_create(self, cfg, trainer):
-        LOG.info(
-            "SSB loss: T=%s kd_weight=%s ce_weight=%s chunk=%s topk=%s",
-            cfg.ssb_temperature,
-            cfg.ssb_kd_weight,
-            cfg.ssb_ce_weight,
-            cfg.ssb_chunk_size,
-            cfg.ssb_topk or "all stored",
-        )
+        LOG.info("SSB loss options: %s", trainer.ssb_options.model_dump(exclude={"ssb_topk"}))
         if trainer.args.world_size > 1:
             LOG.info(
                 "SSB distributed: world_size=%s parallel_mode=%s backend=%s",

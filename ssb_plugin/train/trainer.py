@@ -17,22 +17,15 @@ from axolotl.core.trainers.base import AxolotlTrainer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS
-from ssb_plugin.train.loss import IDS, LOGPROBS, ssb_forward
+from ssb_plugin.train.args import SSBArgs, loss_options
+from ssb_plugin.train.loss import IDS, TARGET_KEYS, TEMPERATURE, ssb_forward
 from ssb_plugin.train.online import online_forward
 
 __all__ = ["SSBTrainer", "ssb_forward"]
 
-DEFAULTS = {
-    "ssb_temperature": 2.0,
-    "ssb_kd_weight": 1.0,
-    "ssb_ce_weight": 0.0,
-    "ssb_chunk_size": 1024,
-    "ssb_teacher": "stored",
-}
-
 
 class SSBTrainer(AxolotlTrainer):
-    """AxolotlTrainer whose loss is the SSB top-k distillation loss."""
+    """AxolotlTrainer whose loss is the SSB distillation loss against the stored or the online teacher."""
 
     # compute_loss divides by num_items_in_batch itself: HF must not divide by the GA steps again.
     loss_is_scaled_for_ga = True
@@ -43,32 +36,35 @@ class SSBTrainer(AxolotlTrainer):
         self.model_accepts_loss_kwargs = True
         self._ssb_acc = {"train": [0.0, 0.0, 0], "eval": [0.0, 0.0, 0]}
 
-    def _ssb_opt(self, key):
-        cfg = self.axolotl_cfg
-        value = cfg.get(key) if cfg is not None else None
-        return DEFAULTS[key] if value is None else value
+    @property
+    def ssb_options(self) -> SSBArgs:
+        """The loss options, typed, from the config (defaults as declared in ssb_plugin.train.args)."""
+        if getattr(self, "_ssb_options", None) is None:
+            self._ssb_options = loss_options(self.axolotl_cfg or {})
+        return self._ssb_options
 
     def _set_signature_columns_if_needed(self):
         # Keep the teacher columns through HF's unused-column removal (eval, unpacked training).
         super()._set_signature_columns_if_needed()
         if self._signature_columns is not None:
-            for col in (IDS, LOGPROBS, TEACHER_INPUT_IDS, TEACHER_LABELS):
+            for col in (*TARGET_KEYS, TEMPERATURE, TEACHER_INPUT_IDS, TEACHER_LABELS):
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        online = self._ssb_opt("ssb_teacher") == "online"
+        opts = self.ssb_options
+        online = opts.ssb_teacher == "online"
         if not online and IDS not in inputs:
-            raise KeyError(f"SSBTrainer needs {IDS}/{LOGPROBS} in the batch; got {sorted(inputs)}")
-        temperature = float(self._ssb_opt("ssb_temperature"))
+            raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
+        temperature = opts.ssb_temperature
         loss_sum, kd_sum, ce_sum, n_local, outputs = (online_forward if online else ssb_forward)(
             model,
             inputs,
             temperature=temperature,
-            kd_weight=float(self._ssb_opt("ssb_kd_weight")),
-            ce_weight=float(self._ssb_opt("ssb_ce_weight")),
-            chunk_size=int(self._ssb_opt("ssb_chunk_size")),
+            kd_weight=opts.ssb_kd_weight,
+            ce_weight=opts.ssb_ce_weight,
+            chunk_size=opts.ssb_chunk_size,
         )
         denom = num_items_in_batch if num_items_in_batch is not None else n_local
         if torch.is_tensor(denom):

@@ -33,6 +33,17 @@ def _resolve_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
+def load_scoring_model(cfg, model: str):
+    """A transformers copy of `model` for the target pass of a backend that has no full logits."""
+    from transformers import AutoModelForCausalLM
+
+    device = _resolve_device(cfg.device)
+    scorer = AutoModelForCausalLM.from_pretrained(
+        model, revision=cfg.revision, dtype=_resolve_dtype(cfg.dtype, device)
+    )
+    return scorer.to(device).eval()
+
+
 class _SeededSampler:
     """Logits processor: record raw top-k, then sample each row with its own generator."""
 
@@ -172,6 +183,10 @@ class TransformersBackend:
                 gen.topk_logprobs = np.ascontiguousarray(all_lps[b, :n], dtype=np.float32)
             gens.append(gen)
         return gens
+
+    def scoring_model(self):
+        """The model for the teacher-forced target pass (ssb_plugin.curate.targets): this one."""
+        return self.model
 
     def close(self) -> None:
         self.model = None

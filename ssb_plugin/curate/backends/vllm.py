@@ -24,6 +24,7 @@ class VLLMBackend:
         from vllm.platforms import current_platform
 
         self.is_cpu = current_platform.is_cpu()
+        self.cfg, self.model = cfg, model
         self.progress = bool(cfg.progress)
         kwargs = dict(
             model=model,
@@ -31,7 +32,6 @@ class VLLMBackend:
             dtype={"auto": "auto"}.get(cfg.dtype, cfg.dtype),
             tensor_parallel_size=int(cfg.tensor_parallel_size),
             seed=int(cfg.seed),
-            max_logprobs=max(int(cfg.topk), 20),
             logprobs_mode="raw_logprobs",
         )
         if cfg.dtype == "auto" and self.is_cpu:
@@ -115,5 +115,15 @@ class VLLMBackend:
             gen.topk_logprobs = np.ascontiguousarray(lp)
         return gen
 
+    def scoring_model(self):
+        """The same weights in transformers, for the exact teacher-forced target pass (vLLM returns
+        at most top-k log-probs, not the full-vocabulary normaliser or tail samples). Loaded once."""
+        if getattr(self, "_scorer", None) is None:
+            from ssb_plugin.curate.backends.hf import load_scoring_model
+
+            self._scorer = load_scoring_model(self.cfg, self.model)
+        return self._scorer
+
     def close(self) -> None:
         self.llm = None
+        self._scorer = None

@@ -1,0 +1,108 @@
+"""The teacher target at the training temperature T, built from a curated record's stored fields.
+
+Output per answer position: ids, weights w (summing to 1) and the teacher's log-probs log p_T at
+those ids; the loss is sum_j w_j (log p_j - log q_j) (ssb_plugin.train.loss.sparse_kl_sums).
+
+- "topk+tail" sets (ssb_plugin.curate.targets): top-k ids with their exact p_T (from the stored
+  log-normaliser), and the sampled tail ids sharing the exact tail mass 1 - sum_topk p_T. At the
+  sampling temperature T_s each tail sample weighs (tail mass) / m (unbiased); at another carried T
+  the samples are importance-weighted by p_T / p_T_s and normalised to the tail mass (consistent).
+  With the student equal to the teacher every log p_j equals log q_j: the estimate is exactly 0.
+- older sets (top-k only, no log-normaliser): the stored top-k renormalised at T, as before; this
+  drops the tail mass (see `tail_share`), so it is kept only for sets curated before the change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TOPK_TAIL, RENORMALISED = "topk+tail", "renormalised-topk"
+NEW_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
+
+
+class TargetError(ValueError):
+    """A set that cannot give the target the training asks for; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the manifest says about a set's stored target (`kind` RENORMALISED for older sets)."""
+
+    kind: str = RENORMALISED
+    temperatures: tuple[float, ...] = ()
+    tail_temperature: float | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest) -> TargetInfo:
+        target = getattr(manifest, "target", None) or {}
+        if target.get("kind") != TOPK_TAIL:
+            return cls()
+        temps = tuple(float(t) for t in target["temperatures"])
+        return cls(TOPK_TAIL, temps, float(target.get("tail_temperature", max(temps))))
+
+    def index(self, temperature: float, source: str = "the set") -> int:
+        """Column of `temperature` in teacher_log_norm; TargetError (how to re-curate) if not carried."""
+        for i, t in enumerate(self.temperatures):
+            if abs(t - float(temperature)) <= 1e-6:
+                return i
+        listed = [f"{t:g}" for t in self.temperatures]
+        raise TargetError(
+            f"{source} carries the teacher's log-normaliser for T in [{', '.join(listed)}], not for "
+            f"ssb_temperature={temperature:g}: train at one of those, or re-curate with "
+            f"`ssb-curate ... --target-temperatures {','.join([*listed, f'{temperature:g}'])}` (the exact target at T "
+            f"needs logsumexp(teacher logits / T), which only curation sees)"
+        )
+
+
+def build_target(
+    row: dict, info: TargetInfo, temperature: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids [R, W] int64, weights [R, W] float32, teacher log p_T [R, W] float32) for one record."""
+    top_ids = np.asarray(row["teacher_topk_ids"], dtype=np.int64)
+    top_lp = np.asarray(row["teacher_topk_logprobs"], dtype=np.float64)
+    if info.kind != TOPK_TAIL:
+        return _renormalised(top_ids, top_lp, temperature)
+    log_norm = np.asarray(row["teacher_log_norm"], dtype=np.float64)
+    lz = log_norm[:, info.index(temperature)][:, None]
+    lp_top = top_lp / temperature - lz
+    w_top = np.exp(lp_top)
+    rest = np.clip(1.0 - w_top.sum(-1, keepdims=True), 0.0, None)
+    tail_ids = np.asarray(row["teacher_tail_ids"], dtype=np.int64).reshape(len(top_ids), -1)
+    tail_raw = np.asarray(row["teacher_tail_logprobs"], dtype=np.float64).reshape(len(top_ids), -1)
+    lp_tail = tail_raw / temperature - lz
+    if tail_ids.shape[1]:
+        ts = info.tail_temperature
+        lz_s = log_norm[:, info.index(ts)][:, None]
+        ratio = lp_tail - (tail_raw / ts - lz_s)  # log p_T / p_T_s per sample (0 at T = T_s)
+        ratio -= ratio.max(-1, keepdims=True)
+        w_tail = rest * np.exp(ratio) / np.exp(ratio).sum(-1, keepdims=True)
+    else:
+        w_tail = np.zeros_like(lp_tail)
+    ids = np.concatenate([top_ids, tail_ids], axis=1)
+    weights = np.concatenate([w_top, w_tail], axis=1)
+    logprobs = np.concatenate([lp_top, lp_tail], axis=1)
+    return ids, weights.astype(np.float32), logprobs.astype(np.float32)
+
+
+def _renormalised(top_ids, top_lp, temperature):
+    z = top_lp / temperature
+    log_p = z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
+    return top_ids, np.exp(log_p).astype(np.float32), log_p.astype(np.float32)
+
+
+def tail_share(rows, info: TargetInfo, temperature: float) -> float | None:
+    """Mean teacher probability at T outside the stored top-k, over the rows' answer tokens.
+    Exact for "topk+tail" sets at a carried T; for older sets known only at T = 1 (None otherwise)."""
+    shares = []
+    for row in rows:
+        lp = np.asarray(row["teacher_topk_logprobs"], dtype=np.float64)
+        if info.kind == TOPK_TAIL:
+            lz = np.asarray(row["teacher_log_norm"], dtype=np.float64)[:, info.index(temperature)][:, None]
+            shares.append(1.0 - np.exp(lp / temperature - lz).sum(-1))
+        elif abs(temperature - 1.0) <= 1e-6:
+            shares.append(1.0 - np.exp(lp).sum(-1))
+        else:
+            return None
+    return float(np.concatenate(shares).mean()) if shares else None
