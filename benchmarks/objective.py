@@ -204,7 +204,12 @@ def train_steps(model, tok, rows, teacher_h, weight, temperature, steps: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", type=Path, help="curated set (default: curate a small one into --cache)")
+    ap.add_argument(
+        "--set",
+        type=Path,
+        nargs="+",
+        help="curated set(s), rows pooled (default: curate a small one into --cache)",
+    )
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ssb-plugin" / "objective-set")
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=T_DEFAULT)
@@ -221,8 +226,9 @@ def main() -> None:
     from ssb_plugin.train.loss import lm_head_params, resolve_lm_head
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    path = args.set or curate_small_set(args.cache)
-    rows = list(load_dataset(str(path), split="train"))[: args.rows]
+    paths = args.set or [curate_small_set(args.cache)]
+    rows = [row for p in paths for row in load_dataset(str(p), split="train")][: args.rows]
+    path = ", ".join(map(str, paths))
     tok = AutoTokenizer.from_pretrained(converted_dir())
     base = AutoModelForCausalLM.from_pretrained(converted_dir(), dtype=torch.float32).eval()
     weight = lm_head_params(resolve_lm_head(base))[0].detach()

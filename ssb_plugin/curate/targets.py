@@ -93,11 +93,9 @@ def score_rows(model, jobs, spec: TargetSpec, *, seeds, chunk: int = 256) -> lis
     """
     import torch
 
-    from ssb_plugin.train.loss import lm_head_params, resolve_lm_head
-
-    weight, bias = lm_head_params(resolve_lm_head(model))
-    w32 = weight.detach().float()
-    b32 = None if bias is None else bias.detach().float()
+    head = model.get_output_embeddings()  # a plain transformers model: the teacher's own lm_head
+    w32 = head.weight.detach().float()
+    b32 = None if getattr(head, "bias", None) is None else head.bias.detach().float()
     out = []
     for (prompt, response), seed in zip(jobs, seeds, strict=True):
         ids = torch.tensor([list(prompt) + list(response)], device=model.device)

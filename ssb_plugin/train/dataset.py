@@ -28,6 +28,7 @@ from ssb_plugin.record import (
     Manifest,
     RecordError,
     check_tokenizer,
+    response_input,
     student_input,
     validate_record,
 )
@@ -61,9 +62,9 @@ def tokenize_online(
     """One curated row -> features for `ssb_teacher: online`: the student's ids and the teacher's own view
     (chat(teacher_messages) + the same response ids), no stored target. messages_key="teacher_messages"
     shows the student the teacher's prompt (the identity check)."""
-    ids, p = student_input(tokenizer, row, messages_key)
-    t_ids, t_p = student_input(tokenizer, row, "teacher_messages")
     response = list(row["response_ids"])
+    ids, p = response_input(tokenizer, row[messages_key], response)
+    t_ids, t_p = response_input(tokenizer, row["teacher_messages"], response)
     return {
         "input_ids": ids,
         "attention_mask": [1] * len(ids),
