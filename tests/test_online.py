@@ -329,3 +329,25 @@ def test_eval_keeps_the_teacher_columns(tiny_model_dir, tok, online_ds, tmp_path
     assert (
         metrics["eval_loss"] == pytest.approx(metrics["eval_ssb_kd"], rel=1e-4) and metrics["eval_loss"] > 0
     )
+
+
+def test_config_online_needs_an_adapter(tiny_model_dir):
+    """In the merged Axolotl config: `ssb_teacher: online` without a LoRA adapter is refused up front."""
+    from axolotl.integrations.base import PluginManager
+    from test_plugin import _base_cfg, _validate
+
+    from ssb_plugin.train.args import SSBArgs
+
+    assert SSBArgs().ssb_teacher == "stored" and SSBArgs(ssb_teacher="online").ssb_teacher == "online"
+    with pytest.raises(ValueError):
+        SSBArgs(ssb_teacher="live")
+    PluginManager._instance = None  # process-wide singleton: isolate
+    try:
+        with pytest.raises(ValueError, match="ssb_teacher: online needs `adapter: lora`"):
+            _validate(_base_cfg(tiny_model_dir, ssb_teacher="online"))
+        cfg = _validate(
+            _base_cfg(tiny_model_dir, ssb_teacher="online", adapter="lora", lora_target_linear=True)
+        )
+        assert cfg.ssb_teacher == "online"
+    finally:
+        PluginManager._instance = None
