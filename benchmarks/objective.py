@@ -171,7 +171,7 @@ def compare(model, tok, rows, teacher_h, weight, temperature, params):
                 "bytes_per_token": 8 * (k + (m if how in ("systematic", "iid") else 0)) + 8,
                 "identity_kl": identity(how, target, t_logits, temperature),
                 "loss_per_token": loss,
-                "cosine": torch.nn.functional.cosine_similarity(g, g_ref, dim=0).item(),
+                "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
                 "rel_error": ((g - g_ref).norm() / g_ref.norm()).item(),
             }
         )
@@ -208,7 +208,7 @@ def _online_row(model, tok, rows, temperature, g_ref, params) -> dict:
         "bytes_per_token": 0,
         "identity_kl": kd_id.item() / n_id,
         "loss_per_token": loss.item() / n,
-        "cosine": torch.nn.functional.cosine_similarity(g, g_ref, dim=0).item(),
+        "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
         "rel_error": ((g - g_ref).norm() / g_ref.norm()).item(),
     }
 
