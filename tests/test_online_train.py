@@ -79,7 +79,7 @@ def test_axolotl_trains_online_on_a_set_without_log_probs(online_only_set, smoll
         max_steps=2,
         ssb_teacher="online",
     )
-    out = _axolotl(cfg, tmp_path, launcher=False)
+    out = _axolotl(cfg, tmp_path, launcher=False, timeout=1200)
     train = [x for x in _logs(out) if "ssb_kd" in x]
     assert len(train) == 2, out[-4000:]
     # the adapter starts at zero (student = base model on the bare question): KL > 0, finite
@@ -108,7 +108,7 @@ def test_axolotl_online_with_packing_checkpointing_and_eval(tiny_model_dir, tmp_
         "eval_steps": 2,
         "output_dir": str(tmp_path / "out"),
     }
-    out = _axolotl(cfg, tmp_path, launcher=True)
+    out = _axolotl(cfg, tmp_path, launcher=True, timeout=1200)
     logs = _logs(out)
     train = [x for x in logs if "ssb_kd" in x and "loss" in x]
     evals = [x for x in logs if "eval_ssb_kd" in x]
