@@ -13,8 +13,9 @@ at that variant's top-k / tail size). Per objective:
     AdamW steps on the reference objective;
 (c) `--step` runs benchmarks/train_step.py (step time and peak memory vs the SFT step).
 Goals (issue 11): stored default >= 0.99 cosine at <= 1 KB per answer token; identity <= 1e-4 nats.
-Online mode (helper 11b's ssb_teacher: online) is the dense reference computed in training; its row
-is added by ONLINE_HOOK when that code is in the package.
+Online mode (`ssb_teacher: online`) is the dense objective computed as training computes it (batch
+through the dataset type and collator, teacher pass with the adapter disabled); its step time and
+memory against SFT: benchmarks/online_step.py.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def compare(model, tok, rows, teacher_h, weight, temperature, params):
                 "bytes_per_token": 8 * (k + (m if how in ("systematic", "iid") else 0)) + 8,
                 "identity_kl": identity(how, target, t_logits, temperature),
                 "loss_per_token": loss,
-                "cosine": torch.nn.functional.cosine_similarity(g, g_ref, dim=0).item(),
+                "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
                 "rel_error": ((g - g_ref).norm() / g_ref.norm()).item(),
             }
         )
@@ -180,12 +181,37 @@ def compare(model, tok, rows, teacher_h, weight, temperature, params):
 
 
 def _online_row(model, tok, rows, temperature, g_ref, params) -> dict:
-    """ONLINE_HOOK: once ssb_plugin.train.online exists (helper 11b), measure its loss here the same way."""
-    try:
-        import ssb_plugin.train.online  # noqa: F401
-    except ImportError:
-        return {"objective": "online (ssb_plugin.train.online not in this branch yet)"}
-    return {"objective": "online: hook present, wire its loss call into _online_row"}
+    """`ssb_teacher: online` as training runs it: the rows through tokenize_online + SSBDataCollator,
+    online_forward (base-model teacher pass with the adapter disabled, chunked full-vocabulary KL)."""
+    import torch
+
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_online
+    from ssb_plugin.train.online import online_forward
+
+    def run(messages_key):
+        batch = SSBDataCollator(tok)([tokenize_online(tok, r, messages_key) for r in rows])
+        return online_forward(
+            model, batch, temperature=temperature, kd_weight=1.0, ce_weight=0.0, chunk_size=256
+        )
+
+    loss, _, _, n, _ = run("student_messages")
+    g = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss / n, params)])
+    saved = {p: p.detach().clone() for name, p in model.named_parameters() if "lora_B" in name}
+    with torch.no_grad():  # identity: zero LoRA (student = base model = teacher) on the teacher's prompt
+        for p in saved:
+            p.zero_()
+        _, kd_id, _, n_id, _ = run("teacher_messages")
+        for p, v in saved.items():
+            p.copy_(v)
+    return {
+        "objective": "online (ssb_teacher: online)",
+        "bytes_per_token": 0,
+        "identity_kl": kd_id.item() / n_id,
+        "loss_per_token": loss.item() / n,
+        "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
+        "rel_error": ((g - g_ref).norm() / g_ref.norm()).item(),
+    }
 
 
 def train_steps(model, tok, rows, teacher_h, weight, temperature, steps: int) -> None:

@@ -52,6 +52,15 @@ REQUIRED_FIELDS = (
     "teacher_topk_ids",
     "teacher_topk_logprobs",
 )
+# What the online teacher (`ssb_teacher: online`) reads: no stored log-probs. A set curated for it
+# alone (manifest stored_topk = 0) keeps the log-prob columns with an empty list per row.
+ONLINE_FIELDS = tuple(k for k in REQUIRED_FIELDS if not k.startswith("teacher_topk"))
+
+# Batch keys of the online teacher (ssb_plugin.train.online): the teacher's own view of each row,
+# chat(teacher_messages) + response_ids, its keys (input_ids, labels, position_ids, ...) prefixed.
+TEACHER_PREFIX = "ssb_teacher_"
+TEACHER_INPUT_IDS = TEACHER_PREFIX + "input_ids"
+TEACHER_LABELS = TEACHER_PREFIX + "labels"
 
 
 class RecordError(ValueError):
@@ -95,15 +104,31 @@ def features():
     )
 
 
-def validate_record(row: dict[str, Any], where: str = "row") -> None:
-    """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed."""
-    missing = [k for k in REQUIRED_FIELDS if k not in row]
+def validate_record(row: dict[str, Any], where: str = "row", *, targets: bool = True) -> None:
+    """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed.
+
+    targets=False: the stored teacher targets are not read (online teacher), so not checked."""
+    needed = REQUIRED_FIELDS if targets else ONLINE_FIELDS
+    missing = [k for k in needed if k not in row]
     if missing:
         raise RecordError(f"{where}: missing field(s) {missing}")
     r = len(row["response_ids"])
     if r == 0:
         raise RecordError(f"{where} (id={row['id']!r}): empty response_ids")
+    if not row["student_messages"]:
+        raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
+    if not targets:
+        if not row["teacher_messages"]:
+            raise RecordError(
+                f"{where} (id={row['id']!r}): empty teacher_messages (the online teacher's prompt)"
+            )
+        return
     ids, lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
+    if len(ids) == 0:
+        raise RecordError(
+            f"{where} (id={row['id']!r}): no stored teacher log-probs (a set curated without them, for "
+            f"`ssb_teacher: online`); train it with `ssb_teacher: online`, or re-curate with log-probs"
+        )
     if len(ids) != r or len(lps) != r:
         raise RecordError(
             f"{where} (id={row['id']!r}): teacher_topk_ids/logprobs have {len(ids)}/{len(lps)} rows, "
@@ -120,8 +145,6 @@ def validate_record(row: dict[str, Any], where: str = "row") -> None:
             raise RecordError(
                 f"{where} (id={row['id']!r}): {key} has {len(row[key])} rows, response_ids has {r}"
             )
-    if not row["student_messages"]:
-        raise RecordError(f"{where} (id={row['id']!r}): empty student_messages")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +218,8 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
     seed: int = 0
-    stored_topk: int = 64  # teacher log-probs stored per answer token (was `k`)
+    # teacher log-probs stored per answer token (was `k`); 0: none, a set for `ssb_teacher: online` only
+    stored_topk: int = 64
     target: dict[str, Any] = field(default_factory=dict)  # ssb_plugin.curate.targets.TargetSpec.manifest()
     counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
     timings: dict[str, float] = field(default_factory=dict)

@@ -145,6 +145,13 @@ class CurateConfig:
         manifest="target.temperatures",
         factory=lambda: [1.0, 2.0],
     )
+    stored_target: bool = setting(
+        True,
+        "store the teacher target (the fields above; one scoring pass); --no-stored-target: a set for "
+        "training with `ssb_teacher: online` only, whose teacher is recomputed each step (no log-probs)",
+        result=True,
+        manifest="target.stored",
+    )
     max_kept: int | None = setting(
         None,
         "stop once this many records are kept (the paper: 256); whole chunks, so it may overshoot by one chunk",

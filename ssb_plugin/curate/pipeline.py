@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ssb_plugin import __version__
 from ssb_plugin.curate.backends import Generation, Request, derive_seed, make_backend, vllm_available
 from ssb_plugin.curate.config import ConfigError, CurateConfig
@@ -24,7 +26,7 @@ from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
-from ssb_plugin.record import Manifest, chat_prompt_ids, tokenizer_fingerprint
+from ssb_plugin.record import TARGET_FIELDS, Manifest, chat_prompt_ids, tokenizer_fingerprint
 
 
 @dataclass
@@ -229,10 +231,20 @@ class Curator:
         """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
         if not rows:
             return
+        if not self.cfg.stored_target:  # --no-stored-target: no scoring pass, the columns stay empty
+            for row in rows:
+                row.update(empty_target())
+            return
         seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
         fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
         for row, f in zip(rows, fields, strict=True):
             row.update(f)
+
+
+def empty_target() -> dict[str, np.ndarray]:
+    """The target columns of a record in a set for the online teacher only: no rows ([0, 0] each)."""
+    names = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)
+    return {n: np.zeros((0, 0), np.int32 if n.endswith("_ids") else np.float32) for n in names}
 
 
 def reached_max_kept(cfg: CurateConfig, done: dict) -> bool:
@@ -260,7 +272,11 @@ def build_manifest(
     m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
     m["sampling"]["rollout"]["top_p"] = 1.0
     m["sampling"]["teacher"].update(n=1, top_p=1.0)
-    m["target"].update(target_spec(cfg).manifest())
+    if cfg.stored_target:
+        m["target"].update(target_spec(cfg).manifest())
+    else:  # a set for `ssb_teacher: online` only: training in stored mode refuses it (stored_topk 0)
+        m["target"].update(kind="none")
+        m["stored_topk"] = 0
     m["extra"].update(
         backend_info=backend_info,
         stats=dict(stats),

@@ -6,6 +6,8 @@ Kept free of torch/axolotl imports: Axolotl imports this while building its conf
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 DATASET_TYPE = "ssb_plugin.dataset"
@@ -29,6 +31,12 @@ class SSBArgs(BaseModel):
         default=None,
         description="Removed (setting it is an error): truncating the stored top-k would bias the faithful target.",
     )
+    ssb_teacher: Literal["stored", "online"] = Field(
+        default="stored",
+        description="Teacher distribution: `stored` (the curated set's log-probs) or `online` (each step, the "
+        "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
+        "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
+    )
     ssb_check_tokenizer: bool = Field(
         default=True,
         description="Refuse a training tokenizer/chat template whose hash differs from the curated manifest's.",
@@ -51,6 +59,7 @@ class SSBArgs(BaseModel):
             )
         if self.ssb_chunk_size < 1:
             problems.append(f"ssb_chunk_size must be >= 1 (got {self.ssb_chunk_size})")
+        problems += self._online_problems()
         # In the merged Axolotl config the dataset list is visible too: every training row must
         # carry teacher targets, or the SSB loss has nothing to match.
         datasets = getattr(self, "datasets", None)
@@ -65,6 +74,17 @@ class SSBArgs(BaseModel):
         if problems:
             raise ValueError("SSBPlugin config: " + "; ".join(problems))
         return self
+
+    def _online_problems(self) -> list[str]:
+        # In the merged Axolotl config `adapter` is visible: the teacher is the base model, so there must be one.
+        if self.ssb_teacher != "online" or "adapter" not in type(self).model_fields:
+            return []
+        if getattr(self, "adapter", None) in ("lora", "qlora"):
+            return []
+        return [
+            "ssb_teacher: online needs `adapter: lora` or `qlora` (the teacher is the base model with the "
+            "adapter disabled; full fine-tuning would make the teacher move with the student)"
+        ]
 
 
 def loss_options(cfg) -> SSBArgs:

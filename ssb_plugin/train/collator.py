@@ -8,6 +8,12 @@ next sample target-free, and position_ids restart per sample (Axolotl's batch-sa
 Output (ssb_plugin.train.loss keys): ssb_target_ids [B, S, W] int64 (PAD_ID where no target),
 ssb_target_weights / ssb_target_logprobs [B, S, W] float32, ssb_target_temperature [B * rows] (the T
 each row's target was built for; the loss refuses a mismatch).
+
+Online teacher (`ssb_teacher: online`): each row carries the teacher's own view (teacher prompt +
+the same response ids) instead of a target. It is collated by the same Axolotl collator as the
+student, in the same bins and order, with the student's key set (position ids restarting per sample,
+attention mask or not), and returned under `ssb_teacher_*` keys. Its answer positions, read
+row-major, pair one-to-one with the student's: same samples, same order, the same R answer tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 from axolotl.utils.collators.batching import DataCollatorForSeq2Seq, V2BatchSamplerDataCollatorForSeq2Seq
 
+from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
 from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, TARGET_KEYS, TEMPERATURE, WEIGHTS
 
 
@@ -54,6 +61,8 @@ class SSBDataCollator:
 
     def __call__(self, features, return_tensors=None):
         packed = isinstance(features[0], list)
+        if TEACHER_INPUT_IDS in (features[0][0] if packed else features[0]):
+            return self._online(features, packed)
         groups = features if packed else [[f] for f in features]
         placed = []  # per output row: (positions in the unpadded row, {key: target rows}, row length)
         clean_groups, temps = [], []
@@ -107,3 +116,34 @@ class SSBDataCollator:
                     arr[j, : len(r)] = r
                 tensor[b, at] = torch.from_numpy(arr)
         return out
+
+    def _online(self, features, packed: bool) -> dict:
+        """Student rows as Axolotl collates them, plus the teacher's view collated alike (`ssb_teacher_*`)."""
+        groups = [[dict(f) for f in g] for g in (features if packed else [[f] for f in features])]
+        t_groups = [[self._teacher_view(f, g) for f in group] for g, group in enumerate(groups)]
+        batch = self._base(packed)(groups if packed else [g[0] for g in groups])
+        teacher = self._base(packed)(t_groups if packed else [g[0] for g in t_groups])
+        batch.update({TEACHER_PREFIX + k: v for k, v in teacher.items()})
+        return batch
+
+    @staticmethod
+    def _teacher_view(f: dict, g: int) -> dict:
+        """Pop a row's teacher ids/labels into a row with the student row's keys (f is modified)."""
+        if TEACHER_INPUT_IDS not in f or TEACHER_LABELS not in f:
+            raise KeyError(
+                f"batch row {g} has no {TEACHER_INPUT_IDS}/{TEACHER_LABELS}: with `ssb_teacher: online` every "
+                f"row must be tokenised for it (clear dataset_prepared_path; keys: {sorted(f)})"
+            )
+        ids, labels = list(f.pop(TEACHER_INPUT_IDS)), list(f.pop(TEACHER_LABELS))
+        n_s, n_t = len(target_positions(f["labels"])), len(target_positions(labels))
+        if n_s != n_t:
+            raise ValueError(
+                f"batch row {g}: {n_s} student answer positions but {n_t} teacher ones; the dataset was "
+                f"tokenised differently (clear dataset_prepared_path and re-run preprocessing)"
+            )
+        t = {"input_ids": ids, "labels": labels}
+        if "attention_mask" in f:
+            t["attention_mask"] = [1] * len(ids)
+        if "position_ids" in f:  # packing: positions restart per sample, as for the student
+            t["position_ids"] = list(range(len(ids)))
+        return t

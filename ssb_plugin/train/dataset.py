@@ -8,6 +8,8 @@ Per row (the alignment contract, ssb_plugin.record):
                        (ssb_plugin.train.targets), R rows in response order. Row j is the target of the
                        position predicting response token j (P-1+j); the collator places it there.
   ssb_target_temperature = that temperature (the loss refuses a prepared set built for another T).
+  (`ssb_teacher: online` instead of the target: ssb_teacher_input_ids/_labels = the teacher's view,
+                       chat_prompt_ids(teacher_messages) + response_ids, scored live by the base model.)
 Rows longer than `sequence_len` are dropped, counted and logged by id; nothing is truncated.
 """
 
@@ -19,10 +21,14 @@ from typing import Any
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
 from ssb_plugin.record import (
+    ONLINE_FIELDS,
     REQUIRED_FIELDS,
+    TEACHER_INPUT_IDS,
+    TEACHER_LABELS,
     Manifest,
     RecordError,
     check_tokenizer,
+    response_input,
     student_input,
     validate_record,
 )
@@ -47,6 +53,24 @@ def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperatur
         WEIGHTS: weights.tolist(),
         LOGPROBS: logprobs.tolist(),
         TEMPERATURE: float(temperature),
+    }
+
+
+def tokenize_online(
+    tokenizer, row: dict[str, Any], messages_key: str = "student_messages"
+) -> dict[str, list]:
+    """One curated row -> features for `ssb_teacher: online`: the student's ids and the teacher's own view
+    (chat(teacher_messages) + the same response ids), no stored target. messages_key="teacher_messages"
+    shows the student the teacher's prompt (the identity check)."""
+    response = list(row["response_ids"])
+    ids, p = response_input(tokenizer, row[messages_key], response)
+    t_ids, t_p = response_input(tokenizer, row["teacher_messages"], response)
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": [-100] * p + response,
+        TEACHER_INPUT_IDS: t_ids,
+        TEACHER_LABELS: [-100] * t_p + response,
     }
 
 
@@ -84,7 +108,9 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         temperature: float = 2.0,
         source: str = "dataset",
         expected_rows: int | None = None,
+        teacher: str = "stored",
     ):
+        self.teacher = teacher
         self.expected_rows = expected_rows
         self.tokenizer = tokenizer
         self.sequence_len = sequence_len
@@ -94,8 +120,12 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         self.stats: dict[str, Any] = {}
 
     def _row(self, row: dict[str, Any], idx: int) -> dict[str, Any]:
-        validate_record(row, where=f"{self.source} row {idx}")
-        out = tokenize_record(self.tokenizer, row, self.target, self.temperature)
+        online = self.teacher == "online"
+        validate_record(row, where=f"{self.source} row {idx}", targets=not online)
+        if online:
+            out = tokenize_online(self.tokenizer, row)
+        else:
+            out = tokenize_record(self.tokenizer, row, self.target, self.temperature)
         out["_ssb_len"] = len(out["input_ids"])
         out["_ssb_id"] = str(row["id"])
         return out
@@ -118,14 +148,18 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
             raise RecordError(
                 f"{self.source}: type {__name__} needs a map-style dataset (streaming is not supported)"
             )
-        missing = [c for c in REQUIRED_FIELDS if c not in dataset.column_names]
+        needed = REQUIRED_FIELDS if self.teacher == "stored" else ONLINE_FIELDS
+        missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             raise RecordError(
                 f"{self.source}: column(s) {missing} missing; is this a curated set written by ssb-curate? "
                 f"(columns: {dataset.column_names})"
             )
         self._check_row_count(dataset)
-        warn_if_renormalised(self.source, self.target, dataset, self.temperature)
+        if self.teacher == "stored":
+            warn_if_renormalised(
+                self.source, self.target, dataset.select(range(min(len(dataset), 256))), self.temperature
+            )
         tokenized = dataset.map(
             self._row,
             with_indices=True,
@@ -190,6 +224,13 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
     options = loss_options(cfg)
+    teacher = options.ssb_teacher
+    if teacher == "stored" and manifest.stored_topk == 0:
+        raise RecordError(
+            f"{path}: this set was curated without teacher log-probs (`ssb-curate --no-stored-target`, "
+            f"manifest stored_topk = 0), for the online teacher only; train it with `ssb_teacher: online` "
+            f"(needs `adapter: lora`), or re-curate without --no-stored-target for `ssb_teacher: stored`"
+        )
     if options.ssb_check_tokenizer:
         check_tokenizer(tokenizer, manifest)
     else:
@@ -198,7 +239,7 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         )
     target = TargetInfo.from_manifest(manifest)
     temperature = options.ssb_temperature
-    if target.kind != RENORMALISED:
+    if teacher == "stored" and target.kind != RENORMALISED:
         target.index(temperature, source=str(path))  # T not carried: stop now, with how to re-curate
     return SSBDatasetStrategy(
         tokenizer,
@@ -207,4 +248,5 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         temperature=temperature,
         source=str(path),
         expected_rows=manifest.counts.get("kept"),
+        teacher=teacher,
     )

@@ -5,6 +5,8 @@
 - The summed loss is divided by `num_items_in_batch` (answer tokens over all gradient-accumulation
   micro-batches, and over ranks with average_tokens_across_devices), so accumulation and data
   parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
+- `ssb_teacher: online` swaps the targets for a live teacher pass (ssb_plugin.train.online): same
+  normalisation, same logs, exact full-vocabulary KL.
 - KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token).
 """
 
@@ -14,14 +16,16 @@ import torch
 from axolotl.core.trainers.base import AxolotlTrainer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS
 from ssb_plugin.train.args import SSBArgs, loss_options
 from ssb_plugin.train.loss import IDS, TARGET_KEYS, TEMPERATURE, ssb_forward
+from ssb_plugin.train.online import online_forward
 
 __all__ = ["SSBTrainer", "ssb_forward"]
 
 
 class SSBTrainer(AxolotlTrainer):
-    """AxolotlTrainer whose loss is the SSB distillation loss against the stored teacher target."""
+    """AxolotlTrainer whose loss is the SSB distillation loss against the stored or the online teacher."""
 
     # compute_loss divides by num_items_in_batch itself: HF must not divide by the GA steps again.
     loss_is_scaled_for_ga = True
@@ -43,17 +47,18 @@ class SSBTrainer(AxolotlTrainer):
         # Keep the teacher columns through HF's unused-column removal (eval, unpacked training).
         super()._set_signature_columns_if_needed()
         if self._signature_columns is not None:
-            for col in (*TARGET_KEYS, TEMPERATURE):
+            for col in (*TARGET_KEYS, TEMPERATURE, TEACHER_INPUT_IDS, TEACHER_LABELS):
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        if IDS not in inputs:
-            raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
         opts = self.ssb_options
+        online = opts.ssb_teacher == "online"
+        if not online and IDS not in inputs:
+            raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
         temperature = opts.ssb_temperature
-        loss_sum, kd_sum, ce_sum, n_local, outputs = ssb_forward(
+        loss_sum, kd_sum, ce_sum, n_local, outputs = (online_forward if online else ssb_forward)(
             model,
             inputs,
             temperature=temperature,

@@ -1,0 +1,153 @@
+"""`ssb_teacher: online` through the real CLIs: `ssb-curate --no-stored-target` writes a set without
+log-probs, `axolotl train` trains on it with the online teacher, stored mode refuses it; the tiny
+model trains online with sample packing, gradient checkpointing and an eval split; (2 torchrun CPU
+ranks) the online loss under data parallelism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from axolotl_cpu import TINY_LORA
+from curated_fixture import cached_curated_set, one_thread
+from test_axolotl_train import ENV, _axolotl, _check_adapter, _logs
+from test_curate_hf import ARGS, ROWS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def online_only_set(smollm2_dir, tmp_path_factory) -> Path:
+    """A set curated by the real CLI with --no-stored-target (transformers backend, SmolLM2)."""
+    from ssb_plugin.curate.easy import easy_problems
+
+    root = tmp_path_factory.mktemp("online-set")
+    rows = easy_problems(40, seed=0)
+    data = root / "easy.jsonl"
+    data.write_text("".join(json.dumps(rows[i]) + "\n" for i in ROWS))
+    out = root / "set"
+    cmd = [sys.executable, "-m", "ssb_plugin.curate.cli", "--model", str(smollm2_dir), "--data", str(data)]
+    cmd += ["--out", str(out), *ARGS, "--no-stored-target"]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_no_stored_target_set_has_no_log_probs_and_stored_mode_refuses(online_only_set, smollm2_dir):
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+
+    from ssb_plugin.record import Manifest, RecordError, validate_record
+    from ssb_plugin.train.dataset import load
+
+    m = Manifest.load(online_only_set)
+    assert m.counts["kept"] >= 1 and m.stored_topk == 0 and m.target["kind"] == "none"
+    assert m.target["stored"] is False and m.extra["settings"]["stored_target"] is False
+    ds = load_dataset(str(online_only_set), split="train")
+    for i, row in enumerate(ds):
+        assert (
+            row["teacher_topk_ids"] == [] and row["teacher_tail_ids"] == [] and row["teacher_log_norm"] == []
+        )
+        validate_record(row, f"row {i}", targets=False)
+        with pytest.raises(RecordError, match="ssb_teacher: online"):
+            validate_record(row, f"row {i}")
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    cfg = {"plugins": ["ssb_plugin.SSBPlugin"]}
+    with pytest.raises(RecordError, match=r"without teacher log-probs.*ssb_teacher: online"):
+        load(tok, cfg, {"path": str(online_only_set)})
+    assert load(tok, {**cfg, "ssb_teacher": "online"}, {"path": str(online_only_set)}).teacher == "online"
+
+
+def test_axolotl_trains_online_on_a_set_without_log_probs(online_only_set, smollm2_dir, repo_root, tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((repo_root / "recipes" / "ssb_smollm2_cpu.yml").read_text())
+    cfg.update(
+        base_model=str(smollm2_dir),
+        datasets=[{**cfg["datasets"][0], "path": str(online_only_set)}],
+        dataset_prepared_path=str(tmp_path / "prepared"),
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        ssb_teacher="online",
+    )
+    out = _axolotl(cfg, tmp_path, launcher=False, timeout=1200)
+    train = [x for x in _logs(out) if "ssb_kd" in x]
+    assert len(train) == 2, out[-4000:]
+    # the adapter starts at zero (student = base model on the bare question): KL > 0, finite
+    assert all(0 < float(x["ssb_kd"]) < 100 and int(x["ssb_answer_tokens"]) > 0 for x in train), train
+    _check_adapter(smollm2_dir, tmp_path / "out")
+
+
+def test_axolotl_online_with_packing_checkpointing_and_eval(tiny_model_dir, tmp_path, tmp_path_factory):
+    curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default",
+        "plugins": ["ssb_plugin.SSBPlugin"],
+        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        **TINY_LORA,
+        "ssb_teacher": "online",
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "max_steps": 2,
+        "sample_packing": True,
+        "gradient_checkpointing": True,
+        "val_set_size": 0.5,
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+        "output_dir": str(tmp_path / "out"),
+    }
+    out = _axolotl(cfg, tmp_path, launcher=True, timeout=1200)
+    logs = _logs(out)
+    train = [x for x in logs if "ssb_kd" in x and "loss" in x]
+    evals = [x for x in logs if "eval_ssb_kd" in x]
+    assert len(train) == 2, out[-4000:]
+    for x in train:  # ce_weight 0: the loss is exactly the KD term
+        assert float(x["loss"]) == pytest.approx(float(x["ssb_kd"]), rel=1e-3) and float(x["ssb_kd"]) >= 0
+    assert evals and float(evals[-1]["eval_ssb_answer_tokens"]) > 0
+    _check_adapter(tiny_model_dir, tmp_path / "out")
+
+
+def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory):
+    """`axolotl train --launcher torchrun -- --nproc_per_node 2` on CPU (gloo DDP) with the online teacher."""
+    from ssb_plugin.train.training_log import read_log_history
+
+    curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default",
+        "plugins": ["ssb_plugin.SSBPlugin"],
+        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
+        "dataset_prepared_path": str(tmp_path / "prepared"),
+        **TINY_LORA,
+        "ssb_teacher": "online",
+        "micro_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "num_epochs": 1,
+        "output_dir": str(tmp_path / "lora"),
+    }
+    import yaml
+
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg))
+    bindir = Path(sys.executable).parent
+    cmd = [str(bindir / "axolotl"), "train", str(tmp_path / "config.yml"), "--launcher", "torchrun"]
+    cmd += ["--", "--nproc_per_node", "2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    steps = [h for h in read_log_history(tmp_path / "lora") if "ssb_kd" in h]
+    # one epoch of 8 records at micro-batch 1: 4 steps when two ranks share the data
+    assert [h["step"] for h in steps] == [1, 2, 3, 4], steps
+    assert all(h["ssb_kd"] >= 0 and h["ssb_answer_tokens"] > 0 for h in steps)
+    assert (tmp_path / "lora" / "adapter_model.safetensors").exists()
