@@ -107,7 +107,7 @@ setup_vllm() {
 setup_ax021() {
   # axolotl 0.21 declares Python >= 3.12, but its code runs on 3.11; plain --ignore-requires-python
   # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
-  # leaving out GPU-only and cloud extras (the lean variant), then the wheel itself without deps.
+  # leaving out GPU-only and cloud extras (the plugin needs none of them), then the wheel without deps.
   local v=$AX021_VENV
   begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; about 2 min with uv" || return 0
   local tmp; tmp=$(mktemp -d)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 # The reference code's "expert math tutor" prompt, written without the stray indentation and
-# trailing newline its teacher copy carried (notes/ssb-method.md).
+# trailing newline its teacher copy carried (docs/design.md, "Prompts").
 SYSTEM_PROMPT = (
     "You are an expert math tutor. Solve the problem with detailed step-by-step reasoning, "
     "without skipping steps. At the end, write the final answer in \\boxed{}."

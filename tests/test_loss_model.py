@@ -61,7 +61,7 @@ def _loss(model, batch, **kw):
 
 
 def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir, tok, curated_full):
-    """design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
+    """docs/design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
     model = _model(peaked_dir).eval()
     rows = _rows(curated_full)
     feats = [tokenize_record(tok, r, messages_key="teacher_messages") for r in rows]

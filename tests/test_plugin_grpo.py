@@ -15,7 +15,15 @@ def test_prepare_gsm8k_rows(packaged_data, tmp_path):
     out = tmp_path / "grpo.jsonl"
     assert (
         main(
-            ["prepare", "--input", str(packaged_data / "gsm8k_train.jsonl"), "--out", str(out), "--limit", "3"]
+            [
+                "prepare",
+                "--input",
+                str(packaged_data / "gsm8k_train.jsonl"),
+                "--out",
+                str(out),
+                "--limit",
+                "3",
+            ]
         )
         == 0
     )

@@ -11,6 +11,7 @@ from ssb_plugin.record import (
     chat_prompt_ids,
     check_tokenizer,
     features,
+    response_input,
     student_input,
     tokenizer_fingerprint,
     validate_record,
@@ -95,6 +96,10 @@ def test_alignment_prompt_then_response_ids(tiny_model_dir):
     assert ids[p:] == row["response_ids"]
     # the prompt ends with the generation prompt, so position p-1 predicts response_ids[0]
     assert tok.decode(ids[:p]).endswith("<|im_start|>assistant\n")
+    # the teacher's view: its own (hinted) prompt, the same response ids after it
+    t_ids, t_p = response_input(tok, row["teacher_messages"], row["response_ids"])
+    assert t_ids[:t_p] == chat_prompt_ids(tok, row["teacher_messages"]) != ids[:p]
+    assert t_ids[t_p:] == row["response_ids"]
 
 
 def test_tokenizer_check_refuses_another_template(tiny_model_dir):

@@ -23,8 +23,6 @@ from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
 from ssb_plugin.record import OUTCOMES, Manifest, chat_prompt_ids, tokenizer_fingerprint
 
-DROPPED = tuple(o for o in OUTCOMES if o != "kept")
-
 
 @dataclass
 class ChunkResult:
@@ -233,58 +231,28 @@ def build_manifest(
         timings.update(info["timings"])
         stats.update(info["stats"])
     timings.update(extra_timings)
+    # the settings land where their declaration says (CurateConfig `manifest=`); the rest is run facts
+    m = cfg.manifest_settings()
+    m["model"] = str(m["model"])
+    m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
+    m["sampling"]["rollout"]["top_p"] = 1.0
+    m["sampling"]["teacher"].update(
+        n=1, top_p=1.0, logprobs_distribution="raw (temperature 1), from the sampling pass"
+    )
+    m["extra"].update(
+        backend_info=backend_info,
+        stats=dict(stats),
+        chunks_done=sorted(done),
+        chunks_total=len(plan),
+        complete=all(c in done for c, _ in plan),
+        settings=cfg.result_settings(),
+    )
     return Manifest(
-        model=str(cfg.model),
-        revision=cfg.revision,
+        **m,
         tokenizer=tokenizer_fingerprint(tokenizer),
-        prompts={"system": cfg.system_prompt, "teacher_template": TEACHER_TEMPLATE},
-        sampling={
-            "rollout": {
-                "n": cfg.num_rollouts,
-                "temperature": cfg.rollout_temperature,
-                "top_k": cfg.rollout_top_k,
-                "top_p": 1.0,
-                "max_tokens": cfg.rollout_max_tokens,
-            },
-            "teacher": {
-                "n": 1,
-                "temperature": cfg.teacher_temperature,
-                "top_k": cfg.teacher_top_k,
-                "top_p": 1.0,
-                "max_tokens": cfg.teacher_max_tokens,
-                "logprobs": cfg.topk,
-                "logprobs_distribution": "raw (temperature 1), from the sampling pass",
-            },
-        },
-        seed=cfg.seed,
-        k=cfg.topk,
         counts=counts,
         timings={k: round(v, 3) for k, v in timings.items()},
-        backend=cfg.backend,
-        source={
-            "data": cfg.data,
-            "data_config": cfg.data_config,
-            "split": cfg.split,
-            "question_field": cfg.question_field,
-            "answer_field": cfg.answer_field,
-            "id_field": cfg.id_field,
-            "gold_format": cfg.gold_format,
-            "limit": cfg.limit,
-            "shard": cfg.shard,
-            "chunk_size": cfg.chunk_size,
-        },
         version=__version__,
-        extra={
-            "backend_info": backend_info,
-            "answer_fallback": cfg.answer_fallback,
-            "leak_filter": cfg.leak_filter,
-            "grade_timeout": cfg.grade_timeout,
-            "stats": dict(stats),
-            "chunks_done": sorted(done),
-            "chunks_total": len(plan),
-            "complete": all(c in done for c, _ in plan),
-            "settings": cfg.result_settings(),
-        },
     )
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssb_plugin import data
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.data import DATA_DIR_ENV, file_for_hub, local_path
+from ssb_plugin.grading.gold import GSM8K_MARK, gsm8k_gold
 from ssb_plugin.jsonl import JsonlError, read_json_objects
 
 
@@ -43,11 +44,11 @@ def parse_gold(value: Any, fmt: str) -> str | None:
         return None
     text = str(value).strip() if not isinstance(value, str) else value.strip()
     if fmt == "auto":
-        fmt = "gsm8k" if "####" in text else "boxed" if ("\\boxed" in text or "\\fbox" in text) else "plain"
+        fmt = (
+            "gsm8k" if GSM8K_MARK in text else "boxed" if ("\\boxed" in text or "\\fbox" in text) else "plain"
+        )
     if fmt == "gsm8k":
-        if "####" not in text:
-            return None
-        gold = text.rsplit("####", 1)[1].strip()
+        gold = gsm8k_gold(text)
     elif fmt == "boxed":
         from ssb_plugin.grading import extract_answer
 
@@ -82,11 +83,11 @@ def _read_hub(cfg: CurateConfig, limit: int | None) -> list[dict[str, Any]]:
 
     # A set the package carries (GSM8K train, the default) is read from its packaged copy unless
     # SSB_DATA_DIR selects the hub or another directory (ssb_plugin.data): same rows, offline.
-    copy = data.file_for_hub(cfg.data, cfg.data_config, cfg.split)
-    path = data.local_path(copy) if copy else None
+    copy = file_for_hub(cfg.data, cfg.data_config, cfg.split)
+    path = local_path(copy) if copy else None
     if path is not None:
         print(
-            f"data: {cfg.data} ({cfg.split}) from {path} ({data.DATA_DIR_ENV}=hub reads the hub)",
+            f"data: {cfg.data} ({cfg.split}) from {path} ({DATA_DIR_ENV}=hub reads the hub)",
             file=sys.stderr,
         )
         return _read_local(path)[:limit]

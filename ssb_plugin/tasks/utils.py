@@ -9,8 +9,10 @@ from __future__ import annotations
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
-from ssb_plugin import data
+from ssb_plugin.data import DATA_DIR_ENV, HUB, local_path
 from ssb_plugin.grading import grade, paper_match, warmup
+from ssb_plugin.grading.gold import gsm8k_gold
+from ssb_plugin.prompts import SYSTEM_PROMPT
 
 # Start the grader's worker now, while lm-eval loads the model: each grade() call has a hard 2 s
 # bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
@@ -23,7 +25,7 @@ PLAIN_SEPARATOR = "\n\n"
 class SSBMathTask(ConfigurableTask):
     """A YAML task whose plain-text prompt separates the system prompt from the problem.
 
-    lm-eval renders `description` as a system message. Under `--apply_chat_template` that is exactly
+    Its `description` is `ssb_plugin.prompts.SYSTEM_PROMPT`. lm-eval renders `description` as a system message. Under `--apply_chat_template` that is exactly
     the student's chat (`ssb_plugin.prompts.student_messages`); without it lm-eval concatenates the
     system text and the problem with nothing in between, so this class inserts `PLAIN_SEPARATOR`.
     """
@@ -31,6 +33,9 @@ class SSBMathTask(ConfigurableTask):
     def __init__(self, config=None, **kwargs):
         # `class` is the YAML key that selected this class; TaskConfig does not know it.
         config = {k: v for k, v in (config or {}).items() if k != "class"}
+        # The system prompt comes from the one place that defines the student's format; the YAMLs
+        # carry no copy (a task file may still set its own `description`).
+        config.setdefault("description", SYSTEM_PROMPT)
         super().__init__(config=config, **kwargs)
 
     def fewshot_context(
@@ -80,15 +85,15 @@ def load_docs(
     """
     import datasets
 
-    path = data.local_path(local_file)
+    path = local_path(local_file)
     if path is not None:
         return {"test": datasets.load_dataset("json", data_files=str(path), split="train")}
     try:
         return {"test": datasets.load_dataset(hub_path, hub_name, split=hub_split)}
     except Exception as e:  # offline / no hub: say how to run on the packaged files
         raise RuntimeError(
-            f"could not load {hub_path} ({hub_split}) from the hub ({data.DATA_DIR_ENV}={data.HUB}): {e}. "
-            f"Unset {data.DATA_DIR_ENV} to run on the packaged copy of {local_file}."
+            f"could not load {hub_path} ({hub_split}) from the hub ({DATA_DIR_ENV}={HUB}): {e}. "
+            f"Unset {DATA_DIR_ENV} to run on the packaged copy of {local_file}."
         ) from e
 
 
@@ -128,7 +133,7 @@ def process_docs_gsm8k(dataset):
             {
                 "id": str(i),
                 "problem": doc["question"].strip(),
-                "answer": doc["answer"].split("####")[-1].strip(),
+                "answer": gsm8k_gold(doc["answer"]) or doc["answer"].strip(),
             }
             for i, doc in enumerate(dataset)
         ]

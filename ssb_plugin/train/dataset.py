@@ -16,15 +16,15 @@ from typing import Any
 
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 from ssb_plugin.record import (
     REQUIRED_FIELDS,
     Manifest,
     RecordError,
     check_tokenizer,
-    student_input,
+    response_input,
     validate_record,
 )
+from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
@@ -36,7 +36,7 @@ def tokenize_record(
 ) -> dict[str, list]:
     """One curated row -> training features. `messages_key="teacher_messages"` gives the teacher's view
     (used by the identity self-check: the student on the teacher's prompt must reproduce the targets)."""
-    ids, p = student_input(tokenizer, {**row, "student_messages": row[messages_key]})
+    ids, p = response_input(tokenizer, row[messages_key], row["response_ids"])
     response = list(row["response_ids"])
     t_ids, t_lps = row["teacher_topk_ids"], row["teacher_topk_logprobs"]
     if topk is not None:  # keep the `topk` most likely entries of each row

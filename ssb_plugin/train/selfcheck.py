@@ -1,4 +1,4 @@
-"""Alignment self-check of a curated set (design.md, "The alignment contract"), before training on it.
+"""Alignment self-check of a curated set (docs/design.md, "The alignment contract"), before training on it.
 
     python -m ssb_plugin.selfcheck runs/ssb-easy --model <the curating model> [--limit 8]
 
@@ -19,7 +19,7 @@ def check_rows(model, tokenizer, rows, *, temperature: float = 2.0) -> list[dict
     """Per row: mean/max |stored - model| log-prob at the aligned positions and one position later."""
     import torch
 
-    from ssb_plugin.record import student_input
+    from ssb_plugin.record import response_input
 
     out = []
     for row in rows:
@@ -29,7 +29,7 @@ def check_rows(model, tokenizer, rows, *, temperature: float = 2.0) -> list[dict
         r = len(resp)
         stats = {"id": row["id"], "answer_tokens": r}
         for side, key in (("teacher", "teacher_messages"), ("student", "student_messages")):
-            ids, p = student_input(tokenizer, {**row, "student_messages": row[key]})
+            ids, p = response_input(tokenizer, row[key], resp)
             with torch.no_grad():
                 logits = model(torch.tensor([ids], device=model.device)).logits[0].float().cpu()
             lp = torch.log_softmax(logits, -1)
