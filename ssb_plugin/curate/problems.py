@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssb_plugin import data
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.data import DATA_DIR_ENV, file_for_hub, local_path
 from ssb_plugin.fields import ANSWER, TEXT, row_problems, summarise
 from ssb_plugin.grading.gold import GSM8K_MARK, gsm8k_gold
 from ssb_plugin.jsonl import JsonlError, read_json_objects, utf8
@@ -90,11 +90,11 @@ def _read_hub(cfg: CurateConfig, limit: int | None) -> list[dict[str, Any]]:
 
     # A set the package carries (GSM8K train, the default) is read from its packaged copy unless
     # SSB_DATA_DIR selects the hub or another directory (ssb_plugin.data): same rows, offline.
-    copy = data.file_for_hub(cfg.data, cfg.data_config, cfg.split)
-    path = data.local_path(copy) if copy else None
+    copy = file_for_hub(cfg.data, cfg.data_config, cfg.split)
+    path = local_path(copy) if copy else None
     if path is not None:
         print(
-            f"data: {cfg.data} ({cfg.split}) from {path} ({data.DATA_DIR_ENV}=hub reads the hub)",
+            f"data: {cfg.data} ({cfg.split}) from {path} ({DATA_DIR_ENV}=hub reads the hub)",
             file=sys.stderr,
         )
         return _read_local(path)[:limit]

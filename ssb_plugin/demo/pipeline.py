@@ -77,11 +77,12 @@ def write_problems(s: Settings) -> None:
 
 def curate(s: Settings, problems: str, out: str) -> None:
     # SmolLM2 rarely writes \boxed{}: the last-number fallback is on for this demo (off by default).
+    # Its verified hinted answers to these problems run 12-170 tokens; longer ones ramble (too_long).
     venv_bin = s.vllm_bin if s.backend == "vllm" else s.train_bin
     _sh(
         [venv_bin / "ssb-curate", "--model", s.model, "--data", s.run / problems, "--out", s.run / out]
         + ["--id-field", "id", "--backend", s.backend, "--answer-fallback", "--num-rollouts", "4"]
-        + ["--rollout-max-tokens", "128", "--teacher-max-tokens", "384", "--max-model-len", "2048"]
+        + ["--rollout-max-tokens", "128", "--teacher-max-tokens", "256", "--max-model-len", "2048"]
         + ["--overwrite"]
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
-from ssb_plugin import data
+from ssb_plugin.data import DATA_DIR_ENV, HUB, local_path
 from ssb_plugin.grading import grade, paper_match, warmup
 from ssb_plugin.grading.gold import gsm8k_gold
 from ssb_plugin.prompts import SYSTEM_PROMPT
@@ -86,15 +86,15 @@ def load_docs(
     """
     import datasets
 
-    path = data.local_path(local_file)
+    path = local_path(local_file)
     if path is not None:
         return {"test": datasets.load_dataset("json", data_files=str(path), split="train")}
     try:
         return {"test": datasets.load_dataset(hub_path, hub_name, split=hub_split)}
     except Exception as e:  # offline / no hub: say how to run on the packaged files
         raise RuntimeError(
-            f"could not load {hub_path} ({hub_split}) from the hub ({data.DATA_DIR_ENV}={data.HUB}): {e}. "
-            f"Unset {data.DATA_DIR_ENV} to run on the packaged copy of {local_file}."
+            f"could not load {hub_path} ({hub_split}) from the hub ({DATA_DIR_ENV}={HUB}): {e}. "
+            f"Unset {DATA_DIR_ENV} to run on the packaged copy of {local_file}."
         ) from e
 
 
