@@ -50,10 +50,9 @@ def curate_small_set(out: Path) -> Path:
     """A few easy problems through the real pipeline (transformers backend), cached at `out`."""
     if (out / "manifest.json").exists():
         return out
-    from ssb_plugin.curate.easy import write_easy
-
     from ssb_plugin.curate.config import CurateConfig
     from ssb_plugin.curate.pipeline import curate
+    from ssb_plugin.demo.easy import write_easy
     from ssb_plugin.embedded import converted_dir
 
     data = write_easy(out.parent / "objective-easy.jsonl", n=12, seed=0)

@@ -104,6 +104,36 @@ def features():
     )
 
 
+def kept_record(
+    *,
+    id: str,
+    question: str,
+    gold: str,
+    student_messages: list[dict[str, str]],
+    teacher_messages: list[dict[str, str]],
+    response_text: str,
+    response_ids: list[int],
+    rollouts: list[dict[str, Any]],
+    choice: Any,
+) -> dict[str, Any]:
+    """A kept problem's row before its target columns: the one place curation's row is spelled out.
+    `choice` carries the chosen rollouts (`correct_index`, `wrong_index`, `wrong_answer`, `wrong_count`)."""
+    return {
+        "id": id,
+        "question": question,
+        "gold": gold,
+        "student_messages": student_messages,
+        "teacher_messages": teacher_messages,
+        "response_text": response_text,
+        "response_ids": response_ids,
+        "rollouts": rollouts,
+        "correct_index": choice.correct_index,
+        "wrong_index": choice.wrong_index,
+        "wrong_answer": choice.wrong_answer,
+        "wrong_count": choice.wrong_count,
+    }
+
+
 def validate_record(row: dict[str, Any], where: str = "row", *, targets: bool = True) -> None:
     """Raise RecordError naming `where` (e.g. 'data/shard-00003.parquet row 17') if the row is malformed.
 

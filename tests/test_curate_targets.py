@@ -49,9 +49,8 @@ def backend(tiny_model_dir):
 
 
 def _cfg(tmp_path, tiny_model_dir, **kw):
-    from ssb_plugin.curate.easy import write_easy
-
     from ssb_plugin.curate.config import CurateConfig
+    from ssb_plugin.demo.easy import write_easy
 
     data = write_easy(tmp_path / "easy.jsonl", n=6, seed=0)
     return CurateConfig.build(

@@ -49,8 +49,8 @@ def test_choose_groups_equivalent_wrong_answers():
 def test_curation_groups_wrong_answers_by_the_graders_equivalence():
     from types import SimpleNamespace
 
+    from ssb_plugin.curate.chunk import Curator
     from ssb_plugin.curate.config import CurateConfig
-    from ssb_plugin.curate.pipeline import Curator
 
     curator = Curator(CurateConfig(out="x"), SimpleNamespace(tokenizer=None, max_model_len=None))
     assert curator.same_answer("18", "18.0") and curator.same_answer("\\frac{1}{2}", "0.5")

@@ -28,7 +28,7 @@ def _single_thread():
 @pytest.fixture(scope="module")
 def online_only_set(smollm2_dir, tmp_path_factory) -> Path:
     """A set curated by the real CLI with --no-stored-target (transformers backend, SmolLM2)."""
-    from ssb_plugin.curate.easy import easy_problems
+    from ssb_plugin.demo.easy import easy_problems
 
     root = tmp_path_factory.mktemp("online-set")
     rows = easy_problems(40, seed=0)

@@ -1,4 +1,4 @@
-"""The curation loop: chunks of problems -> rollouts -> selection -> teacher -> records -> shard.
+"""The curation run: problems -> chunks (each through `chunk.Curator`) -> shards + manifest.
 
 Chunks are fixed slices of the source order (`chunk_size` problems), numbered globally, so a
 chunk's content never depends on `--shard`, `--limit` of later rows, or on what ran before a
@@ -11,36 +11,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
 
 from ssb_plugin import __version__
-from ssb_plugin.curate.backends import Generation, Request, derive_seed, make_backend, vllm_available
+from ssb_plugin.curate.backends import make_backend, vllm_available
+from ssb_plugin.curate.chunk import Curator, target_spec
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 from ssb_plugin.curate.fingerprint import fingerprints
-from ssb_plugin.curate.problems import BadRow, Problem, load_problems
-from ssb_plugin.curate.select import Rollout, choose, teacher_outcome
+from ssb_plugin.curate.problems import load_problems
 from ssb_plugin.curate.tally import tally
-from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.curate.writer import OutputDir
-from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
-from ssb_plugin.record import TARGET_FIELDS, Manifest, chat_prompt_ids, tokenizer_fingerprint
-
-
-@dataclass
-class ChunkResult:
-    rows: list[dict[str, Any]]
-    counts: Counter = field(default_factory=Counter)
-    timings: Counter = field(default_factory=Counter)
-    stats: Counter = field(default_factory=Counter)
-    outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
-
-    def mark(self, problem_id: str, outcome: str) -> None:
-        """Record a problem's outcome: counted and kept in the audit trail together."""
-        self.counts[outcome] += 1
-        self.outcomes[problem_id] = outcome
+from ssb_plugin.prompts import TEACHER_TEMPLATE
+from ssb_plugin.record import Manifest, tokenizer_fingerprint
 
 
 def resolve(cfg: CurateConfig) -> CurateConfig:
@@ -74,177 +55,6 @@ def check_model_config(cfg: CurateConfig) -> None:
     tok = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
     if not getattr(tok, "chat_template", None):
         raise ConfigError(f"model: {cfg.model!r} has no chat template; SSB prompts are chats")
-
-
-def target_spec(cfg: CurateConfig) -> TargetSpec:
-    return TargetSpec(cfg.stored_topk, cfg.tail_samples, tuple(float(t) for t in cfg.target_temperatures))
-
-
-class Curator:
-    """Runs chunks through one backend; the backend can be shared (tests, benchmarks)."""
-
-    def __init__(self, cfg: CurateConfig, backend):
-        from ssb_plugin.grading import grade, is_equivalent
-
-        self.cfg = cfg
-        self.is_equivalent = is_equivalent
-        self.backend = backend
-        self.tok = backend.tokenizer
-        self.grade = grade
-        self.max_len = getattr(backend, "max_model_len", None)
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True)
-
-    def same_answer(self, a: str, b: str) -> bool:
-        """The grader's equivalence ("18" and "18.0" agree): how wrong answers are grouped."""
-        return a == b or self.is_equivalent(a, b, timeout=self.cfg.grade_timeout)
-
-    def _grade(self, text: str, gold: str):
-        return self.grade(
-            text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback, mode="strict"
-        )
-
-    def _budget(self, prompt_len: int, max_tokens: int) -> int | None:
-        """Tokens left for the answer, or None when the prompt alone does not fit the context."""
-        if not self.max_len:
-            return max_tokens
-        left = self.max_len - prompt_len
-        return min(max_tokens, left) if left >= 1 else None
-
-    def run_chunk(self, items: list[Problem | BadRow]) -> ChunkResult:
-        cfg, res = self.cfg, ChunkResult(rows=[])
-        t = time.perf_counter()
-        todo = []  # (problem, student messages, prompt ids, max tokens)
-        for it in items:
-            if isinstance(it, BadRow):
-                res.mark(it.id, "bad_input")
-                continue
-            msgs = student_messages(it.question, cfg.system_prompt)
-            ids = chat_prompt_ids(self.tok, msgs)
-            budget = self._budget(len(ids), cfg.rollout_max_tokens)
-            if budget is None:
-                res.mark(it.id, "too_long")
-                continue
-            todo.append((it, msgs, ids, budget))
-        K = cfg.num_rollouts
-        requests = [
-            Request(
-                tuple(ids),
-                cfg.rollout_temperature,
-                cfg.rollout_top_k,
-                budget,
-                derive_seed(cfg.seed, p.id, "rollout", j),
-            )
-            for p, _, ids, budget in todo
-            for j in range(K)
-        ]
-        res.timings["prepare_s"] += time.perf_counter() - t
-        t = time.perf_counter()
-        gens = self.backend.generate(requests, desc="rollouts") if requests else []
-        res.timings["rollout_generate_s"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        teacher_jobs = []  # (problem, student msgs, teacher msgs, teacher ids, rollouts, choice, budget)
-        for n, (p, msgs, _, _) in enumerate(todo):
-            rollouts = []
-            for g in gens[n * K : (n + 1) * K]:
-                text = self._decode(g.token_ids)
-                r = self._grade(text, p.gold)
-                rollouts.append(Rollout(text, r.extracted, r.correct, g.finish_reason, r.reason))
-                res.stats["rollouts"] += 1
-                res.stats["rollout_tokens"] += len(g.token_ids)
-                res.stats["rollouts_correct"] += int(r.correct)
-                res.stats["rollouts_no_answer"] += int(r.extracted is None)
-                res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
-            outcome, choice = choose(rollouts, same_answer=self.same_answer)
-            if outcome:
-                res.mark(p.id, outcome)
-                continue
-            tmsgs = teacher_messages(
-                p.question,
-                rollouts[choice.correct_index].text,
-                rollouts[choice.wrong_index].text,
-                cfg.system_prompt,
-            )
-            tids = chat_prompt_ids(self.tok, tmsgs)
-            budget = self._budget(len(tids), cfg.teacher_max_tokens)
-            if budget is None:
-                res.mark(p.id, "too_long")
-                continue
-            teacher_jobs.append((p, msgs, tmsgs, tids, rollouts, choice, budget))
-        res.timings["grading_s"] += time.perf_counter() - t
-
-        requests = [
-            Request(
-                tuple(tids),
-                cfg.teacher_temperature,
-                cfg.teacher_top_k,
-                budget,
-                derive_seed(cfg.seed, p.id, "teacher"),
-            )
-            for p, _, _, tids, _, _, budget in teacher_jobs
-        ]
-        t = time.perf_counter()
-        tgens: list[Generation] = self.backend.generate(requests, desc="teacher") if requests else []
-        res.timings["teacher_generate_s"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        scoring = []  # (prompt ids, response ids) of the kept records, in row order
-        for (p, msgs, tmsgs, tids, rollouts, choice, _), g in zip(teacher_jobs, tgens, strict=True):
-            text = self._decode(g.token_ids)
-            res.stats["teacher_tokens"] += len(g.token_ids)
-            graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
-            outcome = teacher_outcome(
-                g.finish_reason,
-                bool(graded and graded.correct),
-                cfg.leak_filter and leaks_hint(text, p.question),
-            )
-            res.mark(p.id, outcome)
-            if outcome != "kept":
-                continue
-            res.stats["kept_tokens"] += len(g.token_ids)
-            scoring.append((tids, g.token_ids))
-            res.rows.append(
-                {
-                    "id": p.id,
-                    "question": p.question,
-                    "gold": p.gold,
-                    "student_messages": msgs,
-                    "teacher_messages": tmsgs,
-                    "response_text": text,
-                    "response_ids": g.token_ids,
-                    "rollouts": [r.as_record() for r in rollouts],
-                    "correct_index": choice.correct_index,
-                    "wrong_index": choice.wrong_index,
-                    "wrong_answer": choice.wrong_answer,
-                    "wrong_count": choice.wrong_count,
-                }
-            )
-        res.timings["grading_s"] += time.perf_counter() - t
-        t = time.perf_counter()
-        self._add_targets(res.rows, scoring)
-        res.timings["target_scoring_s"] += time.perf_counter() - t
-        return res
-
-    def _add_targets(self, rows: list[dict[str, Any]], jobs: list) -> None:
-        """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
-        if not rows:
-            return
-        if not self.cfg.stored_target:  # --no-stored-target: no scoring pass, the columns stay empty
-            for row in rows:
-                row.update(empty_target())
-            return
-        seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
-        fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
-        for row, f in zip(rows, fields, strict=True):
-            row.update(f)
-
-
-def empty_target() -> dict[str, np.ndarray]:
-    """The target columns of a record in a set for the online teacher only: no rows ([0, 0] each)."""
-    names = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)
-    return {n: np.zeros((0, 0), np.int32 if n.endswith("_ids") else np.float32) for n in names}
 
 
 def reached_max_kept(cfg: CurateConfig, done: dict) -> bool:
@@ -296,6 +106,22 @@ def build_manifest(
     )
 
 
+def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: Counter):
+    """(backend, tokenizer, backend info): the model loads only when chunks are left to run."""
+    if backend is None and needed:
+        from ssb_plugin.grading import warmup
+
+        warmup()  # start the grader's worker while the model loads
+        t = time.perf_counter()
+        backend = make_backend(cfg, cfg.model)
+        extra["model_load_s"] += time.perf_counter() - t
+    if backend is not None:
+        return backend, backend.tokenizer, backend.info()
+    from transformers import AutoTokenizer  # everything already done: the manifest needs the tokenizer
+
+    return None, AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision), {"backend": cfg.backend}
+
+
 def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     """Run (or resume) curation into cfg.out; returns the final manifest."""
     from tqdm.auto import tqdm
@@ -316,22 +142,7 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         return finished  # a complete set is never re-stamped by a rerun
     extra: Counter = Counter()
     own_backend = backend is None
-    if backend is None and todo:
-        from ssb_plugin.grading import warmup
-
-        warmup()  # start the grader's worker while the model loads
-        t = time.perf_counter()
-        backend = make_backend(cfg, cfg.model)
-        extra["model_load_s"] += time.perf_counter() - t
-    if backend is not None:
-        tokenizer, info = backend.tokenizer, backend.info()
-    else:  # everything already done: the manifest only needs the tokenizer
-        from transformers import AutoTokenizer
-
-        tokenizer, info = (
-            AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision),
-            {"backend": cfg.backend},
-        )
+    backend, tokenizer, info = _open_backend(cfg, backend, bool(todo), extra)
     curator = Curator(cfg, backend) if todo else None
     total = sum(len(part) for _, part in plan)
     bar = tqdm(

@@ -20,6 +20,8 @@ import json
 import random
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_write_text
+
 DIGITS = range(1, 10)
 
 
@@ -56,9 +58,7 @@ def easy_problems(n: int = 40, seed: int = 0, *, train_only: bool = False) -> li
 def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_write_text
+
 
 def heldout_kl(data: str | Path, models: dict[str, str], temperature: float) -> dict:
     """{"temperature", "ids", "kl": {model name: [KL per token, one per record]}}."""
@@ -56,9 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--model expects NAME=DIR, got {spec!r}")
         models[name] = path
     result = heldout_kl(args.data, models, args.temperature)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=2))
     print(args.out)
 
 

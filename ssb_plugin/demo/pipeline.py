@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssb_plugin.atomic import atomic_write_text
 from ssb_plugin.data import packaged
 from ssb_plugin.demo.easy import write_easy
 
@@ -59,9 +60,7 @@ class Stages:
         times = dict(self.times)
         if total:
             times["total"] = round(sum(self.times.values()), 1)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(times, indent=2))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(times, indent=2))
 
 
 def _sh(cmd: list, timeout: int = 3600) -> None:
@@ -72,7 +71,7 @@ def _sh(cmd: list, timeout: int = 3600) -> None:
 def write_problems(s: Settings) -> None:
     write_easy(s.run / "problems.jsonl", s.problems, seed=0, train_only=True)
     rows = packaged("easy_heldout.jsonl").read_text(encoding="utf-8").splitlines()[: s.heldout]
-    (s.run / "heldout.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    atomic_write_text(s.run / "heldout.jsonl", "".join(r + "\n" for r in rows))
 
 
 def curate(s: Settings, problems: str, out: str) -> None:
@@ -105,7 +104,7 @@ def train_config(s: Settings) -> dict:
 def train(s: Settings) -> None:
     import yaml
 
-    (s.run / "train.yml").write_text(yaml.safe_dump(train_config(s), sort_keys=False))
+    atomic_write_text(s.run / "train.yml", yaml.safe_dump(train_config(s), sort_keys=False))
     shutil.rmtree(s.run / "prepared", ignore_errors=True)  # this run's own cache, rebuilt each time
     _sh([s.train_bin / "axolotl", "train", s.run / "train.yml"])
 

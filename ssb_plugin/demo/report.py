@@ -226,7 +226,7 @@ def build_report(
 
 def _curation_section(label: str, m: Manifest) -> list[str]:
     parts = [
-        f"{label}: model `{m.model}`, backend `{m.backend}`, k = {m.k}, seed {m.seed}.",
+        f"{label}: model `{m.model}`, backend `{m.backend}`, stored top-k = {m.stored_topk}, seed {m.seed}.",
         "",
         markdown_table(["outcome", "problems"], _count_rows(m.counts)),
         "",

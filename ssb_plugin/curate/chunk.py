@@ -1,0 +1,256 @@
+"""One chunk of problems through the method: rollouts -> selection -> hinted teacher -> kept records.
+
+Each phase is a method of `Curator` that takes and returns named jobs, so the chunk loop reads as
+the method does; `ChunkResult` collects the rows, every problem's outcome and the phase timings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ssb_plugin.curate.backends import Generation, Request, derive_seed
+from ssb_plugin.curate.config import CurateConfig
+from ssb_plugin.curate.problems import BadRow, Problem
+from ssb_plugin.curate.select import Choice, Rollout, choose, teacher_outcome
+from ssb_plugin.curate.targets import TargetSpec, score_rows
+from ssb_plugin.prompts import leaks_hint, student_messages, teacher_messages
+from ssb_plugin.record import TARGET_FIELDS, chat_prompt_ids, kept_record
+
+
+@dataclass
+class ChunkResult:
+    rows: list[dict[str, Any]]
+    counts: Counter = field(default_factory=Counter)
+    timings: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+    outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
+
+    def mark(self, problem_id: str, outcome: str) -> None:
+        """Record a problem's outcome: counted and kept in the audit trail together."""
+        self.counts[outcome] += 1
+        self.outcomes[problem_id] = outcome
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] += time.perf_counter() - t
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    """A problem whose bare-question prompt fits: it gets K rollouts."""
+
+    problem: Problem
+    messages: list[dict[str, str]]
+    prompt_ids: list[int]
+    budget: int
+
+
+@dataclass(frozen=True)
+class TeacherJob:
+    """A problem with a correct and a wrong rollout: the hinted teacher writes its solution."""
+
+    student: StudentJob
+    messages: list[dict[str, str]]
+    prompt_ids: list[int]
+    rollouts: list[Rollout]
+    choice: Choice
+    budget: int
+
+
+def target_spec(cfg: CurateConfig) -> TargetSpec:
+    return TargetSpec(cfg.stored_topk, cfg.tail_samples, tuple(float(t) for t in cfg.target_temperatures))
+
+
+def empty_target() -> dict[str, np.ndarray]:
+    """The target columns of a record in a set for the online teacher only: no rows ([0, 0] each)."""
+    names = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)
+    return {n: np.zeros((0, 0), np.int32 if n.endswith("_ids") else np.float32) for n in names}
+
+
+class Curator:
+    """Runs chunks through one backend; the backend can be shared (tests, benchmarks)."""
+
+    def __init__(self, cfg: CurateConfig, backend):
+        from ssb_plugin.grading import grade, is_equivalent
+
+        self.cfg = cfg
+        self.is_equivalent = is_equivalent
+        self.backend = backend
+        self.tok = backend.tokenizer
+        self.grade = grade
+        self.max_len = getattr(backend, "max_model_len", None)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """The grader's equivalence ("18" and "18.0" agree): how wrong answers are grouped."""
+        return a == b or self.is_equivalent(a, b, timeout=self.cfg.grade_timeout)
+
+    def _grade(self, text: str, gold: str):
+        # strict: a rollout counts only with the answer format the prompt asks for (docs/grading.md)
+        return self.grade(
+            text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback, mode="strict"
+        )
+
+    def _budget(self, prompt_len: int, max_tokens: int) -> int | None:
+        """Tokens left for the answer, or None when the prompt alone does not fit the context."""
+        if not self.max_len:
+            return max_tokens
+        left = self.max_len - prompt_len
+        return min(max_tokens, left) if left >= 1 else None
+
+    def run_chunk(self, items: list[Problem | BadRow]) -> ChunkResult:
+        res = ChunkResult(rows=[])
+        with res.timed("prepare_s"):
+            students = self._student_jobs(items, res)
+        with res.timed("rollout_generate_s"):
+            gens = self._generate(students, role="rollouts")
+        with res.timed("grading_s"):
+            teachers = self._teacher_jobs(students, gens, res)
+        with res.timed("teacher_generate_s"):
+            tgens = self._generate(teachers, role="teacher")
+        with res.timed("grading_s"):
+            scoring = self._keep(teachers, tgens, res)
+        with res.timed("target_scoring_s"):
+            self._add_targets(res.rows, scoring)
+        return res
+
+    def _student_jobs(self, items: list[Problem | BadRow], res: ChunkResult) -> list[StudentJob]:
+        jobs = []
+        for it in items:
+            if isinstance(it, BadRow):
+                res.mark(it.id, "bad_input")
+                continue
+            msgs = student_messages(it.question, self.cfg.system_prompt)
+            ids = chat_prompt_ids(self.tok, msgs)
+            budget = self._budget(len(ids), self.cfg.rollout_max_tokens)
+            if budget is None:
+                res.mark(it.id, "too_long")
+                continue
+            jobs.append(StudentJob(it, msgs, ids, budget))
+        return jobs
+
+    def _generate(self, jobs: list[StudentJob] | list[TeacherJob], role: str) -> list[Generation]:
+        """K seeded rollouts per student job, or one seeded teacher answer per teacher job."""
+        cfg = self.cfg
+        if role == "rollouts":
+            requests = [
+                Request(
+                    tuple(j.prompt_ids),
+                    cfg.rollout_temperature,
+                    cfg.rollout_top_k,
+                    j.budget,
+                    derive_seed(cfg.seed, j.problem.id, "rollout", r),
+                )
+                for j in jobs
+                for r in range(cfg.num_rollouts)
+            ]
+        else:
+            requests = [
+                Request(
+                    tuple(j.prompt_ids),
+                    cfg.teacher_temperature,
+                    cfg.teacher_top_k,
+                    j.budget,
+                    derive_seed(cfg.seed, j.student.problem.id, "teacher"),
+                )
+                for j in jobs
+            ]
+        return self.backend.generate(requests, desc=role) if requests else []
+
+    def _rollouts(self, gens: list[Generation], gold: str, res: ChunkResult) -> list[Rollout]:
+        rollouts = []
+        for g in gens:
+            text = self._decode(g.token_ids)
+            r = self._grade(text, gold)
+            rollouts.append(Rollout(text, r.extracted, r.correct, g.finish_reason, r.reason))
+            res.stats["rollouts"] += 1
+            res.stats["rollout_tokens"] += len(g.token_ids)
+            res.stats["rollouts_correct"] += int(r.correct)
+            res.stats["rollouts_no_answer"] += int(r.extracted is None)
+            res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
+        return rollouts
+
+    def _teacher_jobs(
+        self, students: list[StudentJob], gens: list[Generation], res: ChunkResult
+    ) -> list[TeacherJob]:
+        """Grade each problem's K rollouts, pick a correct and a wrong one, build the hinted prompt."""
+        k = self.cfg.num_rollouts
+        jobs = []
+        for n, s in enumerate(students):
+            rollouts = self._rollouts(gens[n * k : (n + 1) * k], s.problem.gold, res)
+            outcome, choice = choose(rollouts, same_answer=self.same_answer)
+            if outcome:
+                res.mark(s.problem.id, outcome)
+                continue
+            tmsgs = teacher_messages(
+                s.problem.question,
+                rollouts[choice.correct_index].text,
+                rollouts[choice.wrong_index].text,
+                self.cfg.system_prompt,
+            )
+            tids = chat_prompt_ids(self.tok, tmsgs)
+            budget = self._budget(len(tids), self.cfg.teacher_max_tokens)
+            if budget is None:
+                res.mark(s.problem.id, "too_long")
+                continue
+            jobs.append(TeacherJob(s, tmsgs, tids, rollouts, choice, budget))
+        return jobs
+
+    def _keep(self, jobs: list[TeacherJob], gens: list[Generation], res: ChunkResult) -> list:
+        """Grade the teacher's answers; kept ones become rows. Returns their (prompt, response) ids."""
+        scoring = []  # (teacher prompt ids, response ids) of the kept records, in row order
+        for j, g in zip(jobs, gens, strict=True):
+            p = j.student.problem
+            text = self._decode(g.token_ids)
+            res.stats["teacher_tokens"] += len(g.token_ids)
+            graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
+            outcome = teacher_outcome(
+                g.finish_reason,
+                bool(graded and graded.correct),
+                self.cfg.leak_filter and leaks_hint(text, p.question),
+            )
+            res.mark(p.id, outcome)
+            if outcome != "kept":
+                continue
+            res.stats["kept_tokens"] += len(g.token_ids)
+            scoring.append((j.prompt_ids, g.token_ids))
+            res.rows.append(
+                kept_record(
+                    id=p.id,
+                    question=p.question,
+                    gold=p.gold,
+                    student_messages=j.student.messages,
+                    teacher_messages=j.messages,
+                    response_text=text,
+                    response_ids=g.token_ids,
+                    rollouts=[r.as_record() for r in j.rollouts],
+                    choice=j.choice,
+                )
+            )
+        return scoring
+
+    def _add_targets(self, rows: list[dict[str, Any]], jobs: list) -> None:
+        """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
+        if not rows:
+            return
+        if not self.cfg.stored_target:  # --no-stored-target: no scoring pass, the columns stay empty
+            for row in rows:
+                row.update(empty_target())
+            return
+        seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
+        fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
+        for row, f in zip(rows, fields, strict=True):
+            row.update(f)
