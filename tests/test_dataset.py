@@ -8,8 +8,8 @@ import logging
 import pytest
 from curated_fixture import cached_curated_set
 
-from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, load, tokenize_record
 from ssb_plugin.record import RecordError, chat_prompt_ids
+from ssb_plugin.train.dataset import IDS, LOGPROBS, SSBDatasetStrategy, load, tokenize_record
 from ssb_plugin.train.trainer import DEFAULTS  # noqa: F401  (the trainer module must import cleanly)
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from ssb_plugin.train.grpo import correctness_reward, main, prepare
 from ssb_plugin.prompts import student_messages
+from ssb_plugin.train.grpo import correctness_reward, main, prepare
 
 
 def test_prepare_gsm8k_rows(shared_data, tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ssb_plugin.train.callbacks import LogHistoryCallback
-from ssb_plugin.record import Manifest
 from ssb_plugin.demo.report import SECTIONS, accuracy_rows, build_report
+from ssb_plugin.record import Manifest
+from ssb_plugin.train.callbacks import LogHistoryCallback
 from ssb_plugin.train.training_log import LOG_FILE, read_log_history
 
 

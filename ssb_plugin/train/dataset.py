@@ -16,15 +16,15 @@ from typing import Any
 
 from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 
-from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
 from ssb_plugin.record import (
     REQUIRED_FIELDS,
     Manifest,
     RecordError,
-    check_tokenizer,
     student_input,
     validate_record,
 )
+from ssb_plugin.train.loss import IDS, LOGPROBS  # noqa: F401  (re-exported)
+from ssb_plugin.train.tokenizer_check import check_training_tokenizer
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
@@ -171,7 +171,7 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
     if _get(cfg, "ssb_check_tokenizer", True):
-        check_tokenizer(tokenizer, manifest)
+        check_training_tokenizer(tokenizer, manifest, cfg=cfg, source=str(path))
     else:
         LOG.warning(
             "ssb_check_tokenizer: false; the tokenizer of %s is NOT checked against the manifest", path
