@@ -53,7 +53,7 @@ def test_a_config_pad_token_appended_after_the_vocab_is_accepted_and_named(smol_
     cfg = _cfg(special_tokens={"pad_token": PAD})
     with caplog.at_level(logging.WARNING, logger="ssb_plugin.tokenizer"):
         assert isinstance(load(padded, cfg, {"path": str(curated)}), SSBDatasetStrategy)
-    assert f"appends 1 token(s)" in caplog.text
+    assert "appends 1 token(s)" in caplog.text
     assert f"'{PAD}' (id {new_id})" in caplog.text and f"special_tokens.pad_token: '{PAD}'" in caplog.text
     two = _with(padded, additional_special_tokens=["<x1>", "<x2>"])
     assert [t for t, _ in appended_tokens(two, tokenizer_fingerprint(smol_tok)["vocab_sha256"])] == [
