@@ -78,7 +78,10 @@ def _manifest_bytes(path: str, revision: str | None) -> bytes:
     try:
         file = hf_hub_download(path, MANIFEST_FILE, repo_type="dataset", revision=revision)
     except Exception as e:  # offline without a cached copy, deleted repo, bad revision
-        raise RecordError(f"curated set {path} (hub, revision {revision}): no {MANIFEST_FILE} ({e})") from e
+        raise RecordError(
+            f"curated set {path}: not found (no local directory {local.resolve()}, and no hub dataset "
+            f"{path} with a {MANIFEST_FILE} at revision {revision}: {type(e).__name__})"
+        ) from e
     return Path(file).read_bytes()
 
 
