@@ -58,8 +58,9 @@ def test_example_as_is_on_four_records_fails_with_the_numbers(smollm2_dir, smol_
     assert "this run would take 0 optimizer steps, so it trains nothing" in out
     # the numbers that explain it: 4 records -> 3 train + 1 eval -> 1 bin -> 0 micro-batches of 2 bins
     assert "val_set_size=0.1 split: 3 train, 1 eval" in out
-    assert "packs the train records into 1 bin(s) of sequence_len=2048" in out
-    assert "micro_batch_size=2 bin(s)" in out and "Train micro-batches per epoch: 0" in out
+    assert "packs the train records into 1 bin(s) of 2048 tokens (sequence_len=2048)" in out
+    assert "a micro-batch takes 2 bin(s) (micro_batch_size=2)" in out
+    assert "Train micro-batches per epoch: 0" in out
     assert "gradient_accumulation_steps=2; optimizer steps: 0" in out
     assert not list((tmp_path / "lora-out").glob("checkpoint-*"))
     assert not (tmp_path / "lora-out" / "adapter_model.safetensors").exists()

@@ -58,11 +58,16 @@ def explain(trainer, cfg: Any, args, dataloader, batches: int | None) -> str:
         f"{train} train, {evals or 0} eval."
     ]
     if packing:
-        bins = _packed_bins(dataloader)
+        sampler = _multipack_sampler(dataloader)
+        bins = _packed_bins(sampler) if sampler is not None else "?"
+        # Axolotl packs either micro_batch_size bins of sequence_len ("real batches", e.g. sdpa) or one
+        # bin of micro_batch_size x sequence_len (flash attention): the sampler knows which.
+        capacity = getattr(sampler, "batch_max_len", "?")
+        per_batch = getattr(sampler, "batch_size", "?")
         parts.append(
-            f"sample_packing packs the train records into {bins if bins is not None else '?'} bin(s) of "
-            f"sequence_len={cfg_value(cfg, 'sequence_len')} tokens; a micro-batch takes "
-            f"micro_batch_size={args.per_device_train_batch_size} bin(s) and an incomplete one is dropped."
+            f"sample_packing packs the train records into {bins} bin(s) of {capacity} tokens "
+            f"(sequence_len={cfg_value(cfg, 'sequence_len')}); a micro-batch takes {per_batch} bin(s) "
+            f"(micro_batch_size={args.per_device_train_batch_size}) and an incomplete one is dropped."
         )
     parts.append(
         f"Train micro-batches per epoch: {batches if batches is not None else 'unknown'} (per process, "
@@ -78,18 +83,21 @@ def explain(trainer, cfg: Any, args, dataloader, batches: int | None) -> str:
     return " ".join(parts)
 
 
-def _packed_bins(dataloader) -> int | None:
-    """All bins Axolotl's multipack sampler makes, the incomplete last micro-batch included."""
+def _multipack_sampler(dataloader):
+    """Axolotl's MultipackBatchSampler behind the (accelerate-prepared) train dataloader, if any."""
     sampler = getattr(dataloader, "batch_sampler", None)
     sampler = getattr(sampler, "batch_sampler", sampler)  # accelerate's BatchSamplerShard wraps it
-    if not hasattr(sampler, "generate_batches") or not hasattr(sampler, "drop_last"):
-        return None
+    return sampler if hasattr(sampler, "generate_batches") and hasattr(sampler, "drop_last") else None
+
+
+def _packed_bins(sampler) -> int | str:
+    """All bins the sampler makes, the incomplete last micro-batch included."""
     drop, cached = sampler.drop_last, getattr(sampler, "_batches", None)
     try:
         sampler.drop_last, sampler._batches = False, None
         return sum(len(batch) for batch in sampler.generate_batches())
     except Exception:  # a diagnostic only: never mask the real error with one of our own
-        return None
+        return "?"
     finally:
         sampler.drop_last, sampler._batches = drop, cached
 
