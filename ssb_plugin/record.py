@@ -190,12 +190,20 @@ def chat_template_of(tokenizer) -> str:
     return tpl
 
 
+def sorted_vocab(tokenizer) -> list[tuple[str, int]]:
+    """(token, id) pairs of the full vocabulary (added tokens included), by id."""
+    return sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+
+
+def vocab_sha256(pairs: list[tuple[str, int]]) -> str:
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
+
+
 def tokenizer_fingerprint(tokenizer) -> dict[str, str]:
     """sha256 of the chat template and of the full vocabulary (token -> id, added tokens included)."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     return {
         "chat_template_sha256": hashlib.sha256(chat_template_of(tokenizer).encode()).hexdigest(),
-        "vocab_sha256": hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest(),
+        "vocab_sha256": vocab_sha256(sorted_vocab(tokenizer)),
     }
 
 

@@ -9,15 +9,12 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from axolotl_cli import logged_dicts, run_axolotl
 from axolotl_cpu import TINY_LORA
 from curated_fixture import cached_curated_set, one_thread
 
@@ -30,44 +27,13 @@ def _single_thread():
         yield
 
 
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "AXOLOTL_DO_NOT_TRACK": "1",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    # shared 2-core CI/dev boxes: OpenMP spin-waiting with 2 threads is ~10x slower than 1 thread
-    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-    # the launcher execs `accelerate` from PATH: the venv running the tests must come first
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-}
-
-
 def _axolotl(cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420) -> str:
-    path = workdir / "config.yml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    bindir = Path(sys.executable).parent
-    cmd = (
-        [str(bindir / "axolotl"), "train", str(path)]
-        if launcher
-        else [sys.executable, "-m", "axolotl.cli.train", str(path)]
-    )
-    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
-    return out
+    proc = run_axolotl(cfg, workdir, launcher=launcher, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{proc.output[-6000:]}"
+    return proc.output
 
 
-def _logs(out: str) -> list[dict]:
-    """The Trainer's printed log dicts."""
-    found = []
-    for m in re.finditer(r"\{'[^{}]*\}", out):
-        try:
-            found.append(eval(m.group(0), {}))  # noqa: S307  (the Trainer prints python dict reprs)
-        except Exception:
-            continue
-    return found
+_logs = logged_dicts
 
 
 def _check_adapter(base_model: Path, adapter_dir: Path) -> None:

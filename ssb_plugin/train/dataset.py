@@ -27,7 +27,6 @@ from ssb_plugin.record import (
     TEACHER_LABELS,
     Manifest,
     RecordError,
-    check_tokenizer,
     response_input,
     student_input,
     validate_record,
@@ -35,6 +34,7 @@ from ssb_plugin.record import (
 from ssb_plugin.train.args import loss_options
 from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
 from ssb_plugin.train.targets import RENORMALISED, TargetInfo, build_target, tail_share
+from ssb_plugin.train.tokenizer_check import check_training_tokenizer
 
 LOG = logging.getLogger("ssb_plugin.dataset")
 
@@ -232,7 +232,7 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
             f"(needs `adapter: lora`), or re-curate without --no-stored-target for `ssb_teacher: stored`"
         )
     if options.ssb_check_tokenizer:
-        check_tokenizer(tokenizer, manifest)
+        check_training_tokenizer(tokenizer, manifest, cfg=cfg, source=str(path))
     else:
         LOG.warning(
             "ssb_check_tokenizer: false; the tokenizer of %s is NOT checked against the manifest", path

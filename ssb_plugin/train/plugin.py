@@ -38,6 +38,7 @@ class SSBPlugin(BasePlugin):
         if _cpu_multiprocess():
             LOG.info("SSBPlugin: no accelerator; %s-process training loads the model on CPU", cfg.world_size)
             cfg.device_map = {"": "cpu"}
+        _check_curated_sets(cfg)
         return None
 
     def get_training_args(self, cfg):
@@ -64,6 +65,12 @@ class SSBPlugin(BasePlugin):
 
         return [LogHistoryCallback(cfg.output_dir)]
 
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        # A run whose dataloader is empty (e.g. a small packed set) must fail, not "complete".
+        from ssb_plugin.train.empty_run import EmptyRunGuard
+
+        return [EmptyRunGuard(trainer, cfg)]
+
     def post_trainer_create(self, cfg, trainer):
         LOG.info("SSB loss options: %s", trainer.ssb_options.model_dump(exclude={"ssb_topk"}))
         if trainer.args.world_size > 1:
@@ -73,6 +80,18 @@ class SSBPlugin(BasePlugin):
                 trainer.args.parallel_mode.value,
                 trainer.accelerator.distributed_type.value,
             )
+
+
+def _check_curated_sets(cfg) -> None:
+    """Before Axolotl's loader, which would reuse a prepared cache of a curated set that has since been
+    deleted, corrupted or re-curated: fingerprint the sets, check the training tokenizer against them,
+    and key the prepared-dataset cache by them (ssb_plugin.train.prepared_cache)."""
+    from ssb_plugin.train.prepared_cache import check_and_key, ssb_dataset_entries
+
+    if ssb_dataset_entries(cfg):
+        from axolotl.loaders import load_tokenizer
+
+        check_and_key(cfg, load_tokenizer(cfg))
 
 
 def _cpu_multiprocess() -> bool:

@@ -1,0 +1,53 @@
+"""Run the real Axolotl CLI on a config dict, offline and single-threaded (shared small CPU boxes)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # shared 2-core CI/dev boxes: OpenMP spin-waiting with 2 threads is ~10x slower than 1 thread
+    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    # the launcher execs `accelerate` from PATH: the venv running the tests must come first
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+}
+
+
+def run_axolotl(
+    cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420, command: str = "train"
+) -> subprocess.CompletedProcess:
+    """`axolotl <command> config.yml` (launcher=True) or `python -m axolotl.cli.<command>`, in workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    bindir = Path(sys.executable).parent
+    cmd = (
+        [str(bindir / "axolotl"), command, str(path)]
+        if launcher
+        else [sys.executable, "-m", f"axolotl.cli.{command}", str(path)]
+    )
+    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
+    proc.output = proc.stdout + proc.stderr
+    return proc
+
+
+def logged_dicts(out: str) -> list[dict]:
+    """The Trainer's printed log dicts."""
+    found = []
+    for m in re.finditer(r"\{'[^{}]*\}", out):
+        try:
+            found.append(eval(m.group(0), {}))  # noqa: S307  (the Trainer prints python dict reprs)
+        except Exception:
+            continue
+    return found
