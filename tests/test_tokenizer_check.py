@@ -14,7 +14,7 @@ import torch
 
 from ssb_plugin.record import Manifest, RecordError, tokenizer_fingerprint
 from ssb_plugin.train.dataset import SSBDatasetStrategy, load
-from ssb_plugin.train.loss import topk_distill_sums
+from ssb_plugin.train.loss import sparse_kl_sums
 from ssb_plugin.train.tokenizer_check import appended_tokens, check_training_tokenizer, config_token_changes
 
 PAD = "<|end_of_text|>"  # Axolotl's examples/llama-3/lora-1b.yml: special_tokens.pad_token
@@ -25,6 +25,12 @@ def smol_tok(smollm2_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+def topk_kd(h, w, ids, raw_logprobs, *, temperature, bias=None):
+    """The KD of a teacher target with all its mass on the old vocabulary (its top-k at T)."""
+    log_p = torch.log_softmax(raw_logprobs / temperature, dim=-1)
+    return sparse_kl_sums(h, w, ids, log_p.exp(), log_p, bias=bias, temperature=temperature)
 
 
 def _cfg(**kw):
@@ -127,15 +133,15 @@ def test_appended_rows_add_exactly_minus_log_one_minus_q_new_to_the_kd(smollm2_d
     w_new = model.get_output_embeddings().weight.detach()
     assert torch.equal(w_new[: len(w_old)], w_old)  # existing rows untouched
     t = 2.0
-    kd_old = float(topk_distill_sums(h, w_old, teacher.indices, teacher.values, temperature=t)[1])
-    kd_new = float(topk_distill_sums(h, w_new, teacher.indices, teacher.values, temperature=t)[1])
+    kd_old = float(topk_kd(h, w_old, teacher.indices, teacher.values, temperature=t)[1])
+    kd_new = float(topk_kd(h, w_new, teacher.indices, teacher.values, temperature=t)[1])
     q_new = torch.softmax((h @ w_new.t()) / t, dim=-1)[:, -1]
     assert float(q_new.max()) < 1e-3  # the mean-initialised row starts with almost no mass...
     assert 0 <= kd_new - kd_old < 1e-4 * kd_old  # ...so the loss barely moves
     # The identity, on an appended row that carries real mass (a copy of the top token's row).
     w_big = torch.cat([w_old, w_old[teacher.indices[0, 0]][None]])
     bias = torch.zeros(w_big.shape[0], requires_grad=True)  # d loss / d logit, per vocabulary row
-    loss, kd_big, _ = topk_distill_sums(h, w_big, teacher.indices, teacher.values, bias=bias, temperature=t)
+    loss, kd_big, _ = topk_kd(h, w_big, teacher.indices, teacher.values, bias=bias, temperature=t)
     loss.backward()
     q = torch.softmax((h @ w_big.t()) / t, dim=-1)[:, -1].double()
     assert float(q.max()) > 0.01
