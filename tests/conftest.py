@@ -22,6 +22,28 @@ if importlib.util.find_spec("axolotl") is None:
     collect_ignore = ["test_collator.py", "test_dataset.py", "test_loss_model.py"]
 
 
+# Fixtures that curate with a model, build a trained-looking model or index lm-eval's tasks (tens of
+# seconds to minutes on CPU each). A test that uses one, directly or through another fixture, is
+# marked `model` and stays out of `make check`'s fast lane; `make test` runs it.
+MODEL_FIXTURES = {
+    "curated",
+    "curated_full",
+    "peaked",
+    "peaked_dir",
+    "reference_run",
+    "smollm2_dir",
+    "manager",
+    "loaded",
+    "scripted_run",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
