@@ -1,6 +1,5 @@
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SSB_SHARED_DATA", REPO.parent / "shared" / "data"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # vLLM and Axolotl cannot share a venv: in .venv-vllm, the modules that import Axolotl at the top
 # are not collected (they run in .venv and .venv-ax021).
@@ -58,7 +56,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from models import tiny_model_dir as build
+    from support.models import tiny_model_dir as build
 
     return build()
 

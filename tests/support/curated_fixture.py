@@ -122,7 +122,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
         seed=seed,
         k=width,
         counts={"kept": n},
-        backend="tests.curated_fixture (transformers)",
+        backend="tests.support.curated_fixture (transformers)",
     )
     try:  # the curation CLI's own writer: same shard names, parquet encoding, dataset card
         from ssb_plugin.curate.writer import OutputDir
@@ -132,7 +132,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths) ->
         import numpy as np
 
         od = OutputDir(out)
-        od.prepare({"fixture": "tests.curated_fixture", "n": n, "k": width, "seed": seed})
+        od.prepare({"fixture": "tests.support.curated_fixture", "n": n, "k": width, "seed": seed})
         arrays = [
             {
                 **r,
