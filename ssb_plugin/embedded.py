@@ -57,7 +57,7 @@ def converted_dir(cache: Path | None = None) -> Path:
     cfg = gguf_model.config
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
-    cfg.torch_dtype = torch.float32
+    cfg.dtype = torch.float32
     plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict())
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,5 @@
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,33 @@ for _k in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "VLLM_NO_USAGE_STATS"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # vLLM and Axolotl cannot share a venv: in .venv-vllm, the modules that import Axolotl at the top
 # are not collected (they run in .venv and .venv-ax021).
 if importlib.util.find_spec("axolotl") is None:
     collect_ignore = ["test_collator.py", "test_dataset.py", "test_loss_model.py"]
+
+
+# Fixtures that curate with a model, build a trained-looking model or index lm-eval's tasks (tens of
+# seconds to minutes on CPU each). A test that uses one, directly or through another fixture, is
+# marked `model` and stays out of `make check`'s fast lane; `make test` runs it.
+MODEL_FIXTURES = {
+    "curated",
+    "curated_full",
+    "peaked",
+    "peaked_dir",
+    "reference_run",
+    "smollm2_dir",
+    "manager",
+    "loaded",
+    "scripted_run",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +58,7 @@ def packaged_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    from models import tiny_model_dir as build
+    from support.models import tiny_model_dir as build
 
     return build()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from axolotl_cli import logged_dicts, run_axolotl
-from axolotl_cpu import TINY_LORA
-from curated_fixture import cached_curated_set, one_thread
+from support.axolotl_cli import logged_dicts, run_axolotl
+from support.axolotl_cpu import TINY_LORA
+from support.curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
 

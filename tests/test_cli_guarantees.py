@@ -376,8 +376,8 @@ def test_training_on_a_truncated_shard_names_it(tiny_model_dir, tmp_path, tmp_pa
     import yaml
 
     pytest.importorskip("axolotl")
-    from axolotl_cpu import TINY_LORA
-    from curated_fixture import cached_curated_set
+    from support.axolotl_cpu import TINY_LORA
+    from support.curated_fixture import cached_curated_set
 
     curated = tmp_path / "set"
     shutil.copytree(

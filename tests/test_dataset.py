@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from curated_fixture import cached_curated_set
+from support.curated_fixture import cached_curated_set
 
 from ssb_plugin.record import RecordError, chat_prompt_ids
 from ssb_plugin.train.dataset import SSBDatasetStrategy, load, tokenize_record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from curated_fixture import cached_curated_set, one_thread, peaked_model_dir
+from support.curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 
 from ssb_plugin.train.selfcheck import main
 

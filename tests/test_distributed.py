@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from axolotl_cpu import TINY_LORA
-from curated_fixture import cached_curated_set
+from support.axolotl_cpu import TINY_LORA
+from support.curated_fixture import cached_curated_set
 
 from ssb_plugin.train.training_log import read_log_history
 

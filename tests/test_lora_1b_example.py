@@ -11,9 +11,9 @@ launcher on the embedded SmolLM2 and a 4-record set curated by it (issue 12, ite
 from __future__ import annotations
 
 import pytest
-from axolotl_cli import logged_dicts, run_axolotl
-from axolotl_example import ssb_lora_1b
-from curated_fixture import cached_curated_set, one_thread
+from support.axolotl_cli import logged_dicts, run_axolotl
+from support.axolotl_example import ssb_lora_1b
+from support.curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
 

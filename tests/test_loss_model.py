@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from curated_fixture import cached_curated_set, one_thread, peaked_model_dir
+from support.curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ssb_plugin.train.collator import SSBDataCollator
@@ -331,7 +331,7 @@ def test_ddp_two_ranks_match_single_process(tiny_model_dir, curated, tmp_path):
     import sys
     from pathlib import Path
 
-    helper = Path(__file__).with_name("ddp_step.py")
+    helper = Path(__file__).parent / "support" / "ddp_step.py"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
     runs = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from curated_fixture import cached_curated_set, one_thread
+from support.curated_fixture import cached_curated_set, one_thread
 
 from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
 from ssb_plugin.train.collator import SSBDataCollator

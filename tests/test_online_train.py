@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from axolotl_cpu import TINY_LORA
-from curated_fixture import cached_curated_set, one_thread
+from support.axolotl_cpu import TINY_LORA
+from support.curated_fixture import cached_curated_set, one_thread
 from test_axolotl_train import ENV, _axolotl, _check_adapter, _logs
 from test_curate_hf import ARGS, ROWS
 

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from axolotl_cli import logged_dicts, run_axolotl
-from axolotl_cpu import TINY_LORA
-from curated_fixture import cached_curated_set, one_thread
+from support.axolotl_cli import logged_dicts, run_axolotl
+from support.axolotl_cpu import TINY_LORA
+from support.curated_fixture import cached_curated_set, one_thread
 
 from ssb_plugin.record import RecordError
 from ssb_plugin.train.prepared_cache import PREFIX, check_and_key, set_fingerprint

@@ -52,7 +52,9 @@ def main() -> None:
             break
         try:
             req = json.loads(line)
-            resp = {"eq": bool(compare_answers(req["pred"], req["gold"], symbolic_leaf_equal))}
+            resp: dict[str, object] = {
+                "eq": bool(compare_answers(req["pred"], req["gold"], symbolic_leaf_equal))
+            }
         except Exception as exc:  # a worker answers every request (MemoryError, RecursionError too)
             resp = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         out.write(json.dumps(resp) + "\n")

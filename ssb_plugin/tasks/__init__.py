@@ -30,7 +30,11 @@ class _Loader(yaml.SafeLoader):
     """Reads the YAMLs without lm-eval: `!function x` stays the string `x`."""
 
 
-_Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+def _function_tag(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("!function", _function_tag)
 
 
 def _read(path: Path) -> dict:

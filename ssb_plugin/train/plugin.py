@@ -109,6 +109,7 @@ def _cpu_multiprocess() -> bool:
 def _has_other_accelerator() -> bool:
     import torch
 
+    npu = getattr(torch, "npu", None)  # only with the torch_npu extension
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()) or bool(
-        getattr(torch, "npu", None) and torch.npu.is_available()
+        npu is not None and npu.is_available()
     )

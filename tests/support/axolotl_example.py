@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from axolotl_cpu import CPU_KEYS
+
+from support.axolotl_cpu import CPU_KEYS
 
 LORA_1B = """\
 base_model: NousResearch/Llama-3.2-1B

@@ -125,7 +125,7 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths, ta
         stored_topk=width,
         target=spec.manifest(),
         counts={"kept": n},
-        backend="tests.curated_fixture (transformers)",
+        backend="tests.support.curated_fixture (transformers)",
     )
     try:  # the curation CLI's own writer: same shard names, parquet encoding, dataset card
         from ssb_plugin.curate.writer import OutputDir
@@ -133,7 +133,9 @@ def _build(model_dir, out: Path, *, n, k, max_new_tokens, seed, vary_lengths, ta
         OutputDir = None
     if OutputDir is not None:
         od = OutputDir(out)
-        od.prepare({"fixture": "tests.curated_fixture", "n": n, "k": width, "tail": tail, "seed": seed})
+        od.prepare(
+            {"fixture": "tests.support.curated_fixture", "n": n, "k": width, "tail": tail, "seed": seed}
+        )
         od.write_chunk(0, rows, {"kept": n})
         od.write_manifest(manifest)
     else:
