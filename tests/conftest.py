@@ -18,7 +18,13 @@ REPO = Path(__file__).resolve().parent.parent
 # vLLM and Axolotl cannot share a venv: in .venv-vllm, the modules that import Axolotl at the top
 # are not collected (they run in .venv and .venv-ax021).
 if importlib.util.find_spec("axolotl") is None:
-    collect_ignore = ["test_collator.py", "test_dataset.py", "test_loss_model.py"]
+    collect_ignore = [
+        "test_collator.py",
+        "test_dataset.py",
+        "test_loss_model.py",
+        "test_online.py",
+        "test_tokenizer_check.py",
+    ]
 
 
 # Fixtures that curate with a model, build a trained-looking model or index lm-eval's tasks (tens of

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.axolotl_cli import logged_dicts, run_axolotl
+from support.axolotl_cli import axolotl_ok as _axolotl
+from support.axolotl_cli import check_adapter as _check_adapter
+from support.axolotl_cli import logged_dicts as _logs
 from support.axolotl_cpu import TINY_LORA
 from support.curated_fixture import cached_curated_set, one_thread
 
@@ -25,39 +27,6 @@ pytestmark = pytest.mark.slow
 def _single_thread():
     with one_thread():
         yield
-
-
-def _axolotl(cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420) -> str:
-    proc = run_axolotl(cfg, workdir, launcher=launcher, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{proc.output[-6000:]}"
-    return proc.output
-
-
-_logs = logged_dicts
-
-
-def _check_adapter(base_model: Path, adapter_dir: Path) -> None:
-    import torch
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    b = [v for k, v in weights.items() if "lora_B" in k]
-    assert b and any(v.abs().sum() > 0 for v in b), "lora_B is still zero: the adapter did not train"
-    tok = AutoTokenizer.from_pretrained(base_model)
-    model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_model), str(adapter_dir)
-    ).eval()
-    ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 2 + 3?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    with torch.no_grad():
-        gen = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
-    assert gen.shape[1] > ids["input_ids"].shape[1]
 
 
 def _sft_jsonl(curated: Path, out: Path) -> Path:

@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.axolotl_cli import ENV
+from support.axolotl_cli import axolotl_ok as _axolotl
+from support.axolotl_cli import check_adapter as _check_adapter
+from support.axolotl_cli import logged_dicts as _logs
 from support.axolotl_cpu import TINY_LORA
 from support.curated_fixture import cached_curated_set, one_thread
-from test_axolotl_train import ENV, _axolotl, _check_adapter, _logs
 from test_curate_hf import ARGS, ROWS
 
 pytestmark = pytest.mark.slow

@@ -51,3 +51,35 @@ def logged_dicts(out: str) -> list[dict]:
         except Exception:
             continue
     return found
+
+
+def axolotl_ok(cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420) -> str:
+    """run_axolotl that must succeed: its output, or the failure with the tail of the log."""
+    proc = run_axolotl(cfg, workdir, launcher=launcher, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{proc.output[-6000:]}"
+    return proc.output
+
+
+def check_adapter(base_model: Path, adapter_dir: Path) -> None:
+    """The adapter trained (lora_B moved off zero), loads on its base model and generates."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    b = [v for k, v in weights.items() if "lora_B" in k]
+    assert b and any(v.abs().sum() > 0 for v in b), "lora_B is still zero: the adapter did not train"
+    tok = AutoTokenizer.from_pretrained(base_model)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_model), str(adapter_dir)
+    ).eval()
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[1] > ids["input_ids"].shape[1]
