@@ -1,7 +1,7 @@
 """The SSB loss under sharding engines equals one process: loss and LoRA gradients, one JSON verdict.
 
-    python benchmarks/sharded_equality.py check --engines fsdp2 fsdp1 --device cpu       # CPU, gloo
-    python benchmarks/sharded_equality.py check --engines zero3 fsdp2 --device cuda     # 2 GPUs, NCCL
+    python benchmarks/sharded_equality.py check --engines fsdp2 fsdp1 zero1 zero2 zero3 --device cpu   # gloo
+    python benchmarks/sharded_equality.py check --device cuda     # 2 GPUs, NCCL, every engine
 
 `check` runs the reference (one process, the whole batch) and each engine under
 `torchrun --nproc_per_node 2` (each rank half of the batch, the loss divided by the global answer-token
@@ -110,11 +110,14 @@ def wrap(model, engine: str, tied: bool, device):
         policy = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: id(m) in units)
         return FSDP(model, auto_wrap_policy=policy, use_orig_params=True, device_id=device), None
     if engine in ("zero1", "zero2", "zero3"):
-        import deepspeed
-        import deepspeed.comm.torch
+        import importlib
 
-        if device.type == "cpu":  # skip the JIT-compiled shared-memory all-reduce (minutes of C++ build): gloo
-            deepspeed.comm.torch.build_shm_op = lambda: None
+        import deepspeed
+
+        if (
+            device.type == "cpu"
+        ):  # skip the JIT-compiled shared-memory all-reduce (minutes of C++ build): gloo
+            importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
         cfg = {
             "train_micro_batch_size_per_gpu": BATCH // int(os.environ.get("WORLD_SIZE", "1")),
@@ -282,6 +285,8 @@ def check(engines: list[str], device: str, port: int, timeout: int) -> dict:
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         }
+        if device == "cpu":
+            env["DS_ACCELERATOR"] = "cpu"  # DeepSpeed's CPU accelerator (gloo), not an autodetected one
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -302,7 +307,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="reference + each engine on 2 ranks; print a JSON verdict")
-    c.add_argument("--engines", nargs="+", default=["fsdp2", "fsdp1", "zero3"])
+    c.add_argument("--engines", nargs="+", default=["fsdp2", "fsdp1", "zero1", "zero2", "zero3"])
     c.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     c.add_argument("--port", type=int, default=29531)
     c.add_argument("--timeout", type=int, default=600, help="seconds for the launch")

@@ -43,6 +43,8 @@ setup_train() {
   local v=$TRAIN_VENV
   begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; ~3 min" || return 0
   pip_in "$v" install -q axolotl==0.19.0 torch==2.13.0
+  # DeepSpeed (ZeRO-1/2/3 equality tests on CPU ranks): an sdist whose build imports torch
+  pip_in "$v" install -q --no-build-isolation deepspeed==0.19.8 hjson py-cpuinfo ninja msgpack
   finish_venv "$v" math-verify==0.9.0   # math-verify: the grading benchmark's baseline
 }
 
