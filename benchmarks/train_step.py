@@ -5,7 +5,7 @@
 
 Both steps: random-weight model of the chosen shape, LoRA on all linear projections, same input ids
 and labels (a prompt quarter masked). SFT = `model(input_ids, labels=labels).loss.backward()` (HF's
-loss, full logits). SSB = ssb_plugin.train.trainer.ssb_forward (loss inside the lm_head's forward, chunked).
+loss, full logits). SSB = ssb_plugin.train.loss.ssb_forward (loss inside the lm_head's forward, chunked stored-target loss).
 Timing alternates the two steps (drift on a shared box hits both); peak memory: CUDA allocator peak
 per step, or on CPU the resident-set high-water mark of a fresh subprocess per mode. An extra SSB
 step runs under a dispatch mode that records every tensor with a vocabulary-sized last dim, to show
@@ -72,15 +72,19 @@ def build(args):
     ids = torch.randint(0, vocab, (bsz, seq), generator=g)
     labels = ids.clone()
     labels[:, : seq // 4] = -100  # the prompt
-    t_ids = torch.randint(0, vocab, (bsz, seq, k), generator=g)
-    t_lps = torch.log_softmax(torch.randn(bsz, seq, k, generator=g) * 2, -1).sort(-1, descending=True).values
+    from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+
+    t_ids = torch.randint(0, vocab, (bsz, seq, k), generator=g)  # k = stored top-k + tail samples
+    t_lps = torch.log_softmax(torch.randn(bsz, seq, k, generator=g) * 2, -1)
     t_ids[:, : seq // 4 - 1] = -1  # positions before the answer carry no teacher row
     batch = {
         "input_ids": ids,
         "labels": labels,
         "attention_mask": torch.ones_like(ids),
-        "ssb_topk_ids": t_ids,
-        "ssb_topk_logprobs": t_lps,
+        IDS: t_ids,
+        WEIGHTS: t_lps.exp(),
+        LOGPROBS: t_lps,
+        TEMPERATURE: torch.full((bsz,), 2.0),
     }
     return model, {key: v.to(args.device) for key, v in batch.items()}, cfg
 
@@ -152,7 +156,7 @@ def main() -> None:
     )
     ap.add_argument("--batch", type=int, default=None, help="default: 2 on CPU, 4 on CUDA")
     ap.add_argument("--seq", type=int, default=None, help="default: 256 on CPU, 2048 on CUDA")
-    ap.add_argument("--k", type=int, default=64, help="teacher top-k width")
+    ap.add_argument("--k", type=int, default=128, help="target width per answer token (top-k 64 + tail 64)")
     ap.add_argument("--chunk", type=int, default=1024, help="ssb_chunk_size")
     ap.add_argument("--lora-r", type=int, default=None, help="default: 16 on CPU, 32 on CUDA")
     ap.add_argument(

@@ -68,7 +68,7 @@ setup_vllm() {
 setup_ax021() {
   # axolotl 0.21 declares Python >= 3.12, but its code runs on 3.11; plain --ignore-requires-python
   # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
-  # leaving out GPU-only and cloud extras (notes/environment.md, "lean variant").
+  # leaving out GPU-only and cloud extras (the plugin needs none of them).
   local v=$AX021_VENV
   begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; ~2 min" || return 0
   local tmp; tmp=$(mktemp -d)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 # The reference code's "expert math tutor" prompt, written without the stray indentation and
-# trailing newline its teacher copy carried (notes/ssb-method.md).
+# trailing newline its teacher copy carried (docs/design.md, "Prompts").
 SYSTEM_PROMPT = (
     "You are an expert math tutor. Solve the problem with detailed step-by-step reasoning, "
     "without skipping steps. At the end, write the final answer in \\boxed{}."
@@ -27,6 +27,8 @@ Incorrect solution:
 Write a detailed, standalone, step-by-step solution to the problem. Explain each step, and warn about the mistakes a solver is likely to make on this problem, such as the one that leads to the wrong answer. Do not mention the solutions above, students, attempts, or any checker: write as if you were solving the problem from scratch. End with the final answer in \\boxed{{}}, matching the correct answer."""
 
 # Teacher outputs that talk about the hint leak information the student never sees; they are dropped.
+# A phrase the question itself uses ("There are 30 students in the class") is the problem's own
+# wording, not a reference to the hint: `leaks_hint` ignores those (GSM8K is full of students).
 LEAK_PATTERN = re.compile(
     r"\bstudents?\b"
     r"|\b(auto(matic)?[- ]?)?(checker|evaluator)\b"
@@ -50,6 +52,13 @@ def teacher_messages(
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
 
 
-def leaks_hint(text: str) -> bool:
-    """True if a teacher solution refers to the attempts it was shown."""
-    return LEAK_PATTERN.search(text) is not None
+def _phrase(match: str) -> str:
+    """A matched phrase, lower-case, each word without a plural s: "Students" and "student" agree."""
+    return " ".join(w.removesuffix("s") for w in match.lower().split())
+
+
+def leaks_hint(text: str, question: str = "") -> bool:
+    """True if a teacher solution refers to the attempts it was shown: a LEAK_PATTERN phrase that the
+    question itself does not contain."""
+    own = {_phrase(m.group(0)) for m in LEAK_PATTERN.finditer(question)}
+    return any(_phrase(m.group(0)) not in own for m in LEAK_PATTERN.finditer(text))

@@ -1,7 +1,7 @@
 """The curated record: schema, manifest, tokenizer fingerprint and the alignment contract.
 
 This is the one module that defines what `ssb-curate` writes and what the Axolotl dataset type
-reads (../design.md, "The record"). Both sides import it; nothing else restates the layout.
+reads (docs/design.md, "The record"). Both sides import it; nothing else restates the layout.
 
 Alignment contract: student input = chat_prompt_ids(student_messages) + response_ids. With a prompt
 of P tokens, the logits at position P-1+j predict response_ids[j], so teacher row j (top-k, tail,
@@ -25,7 +25,6 @@ from typing import Any
 
 SCHEMA_VERSION = 2  # 2: the faithful target fields (TARGET_FIELDS, Manifest.target)
 MANIFEST_FILE = "manifest.json"
-SHARD_GLOB = "data/*.parquet"
 
 # The fields of the faithful target (absent in sets curated before them; training then warns).
 TARGET_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
@@ -171,10 +170,16 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def response_input(tokenizer, messages: list[dict[str, str]], response_ids) -> tuple[list[int], int]:
+    """(input ids, prompt length P) that score `response_ids` after the chat `messages`: the prompt
+    ids followed by response_ids, appended as ids. Either role's view (student or teacher messages)."""
+    prompt = chat_prompt_ids(tokenizer, messages)
+    return prompt + list(response_ids), len(prompt)
+
+
 def student_input(tokenizer, row: dict[str, Any]) -> tuple[list[int], int]:
-    """(student input ids, prompt length P): the prompt ids followed by response_ids, as ids."""
-    prompt = chat_prompt_ids(tokenizer, row["student_messages"])
-    return prompt + list(row["response_ids"]), len(prompt)
+    """(student input ids, prompt length P): what training feeds the student for a curated row."""
+    return response_input(tokenizer, row["student_messages"], row["response_ids"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Axolotl config keys every CPU training run in the tests needs."""
 
-CPU_KEYS = {  # notes/environment.md: required on CPU
+# The lora_*_kernel keys are required on CPU: left unset, Axolotl auto-enables its Triton LoRA kernels
+# and training fails with "Torch not compiled with CUDA enabled" (recipes/ssb_smollm2_cpu.yml too).
+CPU_KEYS = {
     "lora_mlp_kernel": False,
     "lora_qkv_kernel": False,
     "lora_o_kernel": False,

@@ -31,7 +31,7 @@ ARGS = [
     "--rollout-max-tokens", "40",
     "--teacher-max-tokens", "120",
     "--threads", "1",
-    "--topk", "16",
+    "--stored-topk", "16",
     "--answer-fallback",
     "--seed", "1",
     "--no-progress",
@@ -98,7 +98,7 @@ def test_reference_run_keeps_records_and_counts_everything(reference_run):
     assert set(m.counts) == set(OUTCOMES)
     assert sum(m.counts.values()) == N_PROBLEMS
     assert m.counts["kept"] >= 1, m.counts
-    assert m.extra["complete"] and m.backend == "transformers" and m.k == 16
+    assert m.extra["complete"] and m.backend == "transformers" and m.stored_topk == 16
     assert m.tokenizer["chat_template_sha256"] and m.sampling["teacher"]["temperature"] == 0.4
     ds = _load(reference_run)
     assert ds.features == features() and len(ds) == m.counts["kept"]
@@ -110,21 +110,112 @@ def test_reference_run_keeps_records_and_counts_everything(reference_run):
         assert r[row["wrong_index"]]["answer"] == row["wrong_answer"]
 
 
-def test_identity_student_model_reproduces_stored_topk(reference_run, smollm2_dir):
-    """The self-distillation identity: teacher prompt + stored ids -> the stored raw top-k, exactly."""
+@pytest.fixture(scope="module")
+def smollm2(smollm2_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ssb_plugin.curate.verify import identity_check
-
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
-    ds = _load(reference_run)
-    for row in ds:
-        ok = identity_check(model, tok, row)
-        assert ok["max_abs_diff"] < 1e-4 and ok["mean_kl"] < 1e-6, ok
-        bad = identity_check(model, tok, row, shift=1)  # one position late: must break
-        assert bad["max_abs_diff"] > 0.1 and bad["mean_kl"] > 1e-2, bad
+    return AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval(), tok
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_identity_of_the_stored_target_at_t(reference_run, smollm2, temperature):
+    """Student = teacher (the model on the teacher's prompt + stored ids): the trained target's KL at T
+    is ~0; the raw top-k is reproduced exactly; one position late the KL is large."""
+    from ssb_plugin.record import Manifest
+    from ssb_plugin.train.identity import check_row
+    from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo
+
+    model, tok = smollm2
+    info = TargetInfo.from_manifest(Manifest.load(reference_run))
+    assert info.kind == TOPK_TAIL and info.temperatures == (1.0, 2.0)
+    for row in _load(reference_run):
+        stats = check_row(model, tok, row, info, temperature)
+        assert stats["aligned_max_abs"] < 1e-4, stats
+        assert abs(stats["identity_kl"]) < 1e-5, stats
+        assert stats["shifted_kl"] > 1e-2, stats
+
+
+def test_stored_target_equals_dense_full_vocab_kl_when_k_is_vocab(reference_run, smollm2):
+    """Curation's scoring pass with stored_topk = V: the stored-target loss and its gradient equal the
+    exact full-vocabulary KL of the student (the model on the student prompt) to the teacher."""
+    import torch
+
+    from ssb_plugin.curate.targets import TargetSpec, score_rows
+    from ssb_plugin.record import chat_prompt_ids
+    from ssb_plugin.train.identity import VIEWS
+    from ssb_plugin.train.loss import full_vocab_kl_sums, sparse_kl_sums
+    from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo, build_target
+
+    model, tok = smollm2
+    row = _load(reference_run)[0]
+    spec = TargetSpec(stored_topk=model.config.vocab_size, tail_samples=64)
+    t_prompt = chat_prompt_ids(tok, row["teacher_messages"])
+    (fields,) = score_rows(model, [(t_prompt, row["response_ids"])], spec, seeds=[0])
+    assert fields["teacher_tail_ids"].shape[1] == 0  # nothing outside a full-vocabulary top-k
+
+    def states(view):
+        prompt = chat_prompt_ids(tok, row[VIEWS[view]])
+        ids = torch.tensor([prompt + list(row["response_ids"])])
+        hidden = model(ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][0]
+        return hidden[len(prompt) - 1 : len(prompt) - 1 + len(row["response_ids"])].detach()
+
+    teacher_h, student_h = states("teacher"), states("student").requires_grad_()
+    weight = model.lm_head.weight.detach()
+    info = TargetInfo(TOPK_TAIL, spec.temperatures, spec.tail_temperature)
+    for t in spec.temperatures:
+        target = [torch.as_tensor(a) for a in build_target(fields, info, t)]
+        stored, _, _ = sparse_kl_sums(student_h, weight, *target, temperature=t, chunk_size=64)
+        dense, _, _ = full_vocab_kl_sums(student_h, weight, teacher_h, temperature=t, chunk_size=64)
+        (g_stored,) = torch.autograd.grad(stored, student_h)
+        (g_dense,) = torch.autograd.grad(dense, student_h)
+        assert dense.item() > 1.0  # the student prompt really differs from the teacher's
+        assert stored.item() == pytest.approx(dense.item(), rel=1e-4)
+        torch.testing.assert_close(g_stored, g_dense, rtol=1e-3, atol=1e-5)
+
+
+def test_older_set_warns_once_and_an_uncarried_t_stops(reference_run, smollm2, tmp_path, caplog):
+    pytest.importorskip("axolotl")
+    import logging
+
+    from axolotl.utils.dict import DictDefault
+
+    from ssb_plugin.record import TARGET_FIELDS, Manifest
+    from ssb_plugin.train.dataset import load
+    from ssb_plugin.train.targets import TargetError
+
+    _, tok = smollm2
+    cfg = DictDefault({"plugins": ["ssb_plugin.SSBPlugin"], "sequence_len": 4096, "ssb_temperature": 3.0})
+    with pytest.raises(TargetError, match=r"ssb_temperature=3.*--target-temperatures 1,2,3"):
+        load(tok, cfg, {"path": str(reference_run)})
+
+    older = tmp_path / "older"  # the same records as an older ssb-plugin wrote them: no target fields
+    (older / "data").mkdir(parents=True)
+    _load(reference_run).remove_columns(list(TARGET_FIELDS)).to_parquet(
+        str(older / "data" / "shard-00000.parquet")
+    )
+    manifest = json.loads((reference_run / "manifest.json").read_text())
+    manifest.pop("target"), manifest.update(schema_version=1, k=manifest.pop("stored_topk"))
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert Manifest.load(older).stored_topk == 16  # read through the rename
+    cfg["ssb_temperature"] = 2.0
+    with caplog.at_level(logging.WARNING, logger="ssb_plugin.dataset"):
+        for _ in range(2):
+            ds = load(tok, cfg, {"path": str(older)}).wrap_dataset(_load(older))
+    warned = [r.getMessage() for r in caplog.records if "renormalised top-k" in r.getMessage()]
+    assert len(warned) == 1 and "% of its probability outside the stored top-k at T=1" in warned[0], warned
+    assert len(ds) == len(_load(reference_run))
+
+
+def test_selfcheck_reports_identity_and_tail_share(reference_run, smollm2_dir, capsys):
+    from ssb_plugin.train.selfcheck import main
+
+    assert main([str(reference_run), "--model", str(smollm2_dir), "--temperature", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["ok"] and summary["target"] == "topk+tail" and summary["temperature"] == 2.0
+    assert abs(summary["identity_kl_per_token"]) < 1e-4 and 0 < summary["tail_share"] < 1
+    assert summary["shifted_kl_min_row"] > 1e-2
 
 
 @pytest.mark.slow
@@ -156,7 +247,7 @@ def test_kill9_then_resume_equals_uninterrupted(reference_run, smollm2_dir, easy
     assert len(a) == len(b) and a["id"] == b["id"]
     for ra, rb in zip(a, b, strict=True):
         for key in ra:
-            if key in ("teacher_topk_logprobs",):
+            if key in ("teacher_topk_logprobs", "teacher_log_norm", "teacher_tail_logprobs"):
                 np.testing.assert_array_equal(np.asarray(ra[key]), np.asarray(rb[key]))
             else:
                 assert ra[key] == rb[key], key

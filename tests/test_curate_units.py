@@ -45,6 +45,20 @@ def test_choose_groups_equivalent_wrong_answers():
     assert (grouped.wrong_answer, grouped.wrong_count, grouped.wrong_index) == ("18", 2, 2)
 
 
+def test_curation_groups_wrong_answers_by_the_graders_equivalence():
+    from types import SimpleNamespace
+
+    from ssb_plugin.curate.config import CurateConfig
+    from ssb_plugin.curate.pipeline import Curator
+
+    curator = Curator(CurateConfig(out="x"), SimpleNamespace(tokenizer=None, max_model_len=None))
+    assert curator.same_answer("18", "18.0") and curator.same_answer("\\frac{1}{2}", "0.5")
+    assert not curator.same_answer("18", "19")
+    rs = [R("9", True), R("4", False), R("18", False), R("18.0", False)]
+    _, choice = choose(rs, same_answer=curator.same_answer)
+    assert (choice.wrong_answer, choice.wrong_count) == ("18", 2)
+
+
 @pytest.mark.parametrize(
     "rollouts, outcome",
     [
@@ -116,7 +130,9 @@ def test_config_file_and_flags(tmp_path):
         ({"num_rollouts": 1}, "num_rollouts"),
         ({"rollout_temperature": 0}, "rollout_temperature"),
         ({"teacher_temperature": -1}, "teacher_temperature"),
-        ({"topk": 0}, "topk"),
+        ({"stored_topk": 0}, "stored_topk"),
+        ({"tail_samples": -1}, "tail_samples"),
+        ({"target_temperatures": [2.0, 0]}, "target_temperatures"),
         ({"shard": "2/2"}, "shard"),
         ({"shard": "a/b"}, "shard"),
         ({"backend": "tgi"}, "backend"),
@@ -228,6 +244,9 @@ def _fake_row(i, R=5, k=4):
         "response_ids": list(range(R)),
         "teacher_topk_ids": rng.integers(0, 1000, (R, k)).astype(np.int32),
         "teacher_topk_logprobs": rng.normal(size=(R, k)).astype(np.float32),
+        "teacher_log_norm": rng.normal(size=(R, 2)).astype(np.float32),
+        "teacher_tail_ids": rng.integers(0, 1000, (R, 3)).astype(np.int32),
+        "teacher_tail_logprobs": rng.normal(size=(R, 3)).astype(np.float32),
         "rollouts": [{"text": "t", "answer": "1", "correct": True, "finish_reason": "stop"}],
         "correct_index": 0,
         "wrong_index": 1,
@@ -247,7 +266,7 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
     rows = [_fake_row(i, R=3 + i) for i in range(3)]
     out.write_chunk(0, rows, {"counts": {"kept": 3}})
     out.write_chunk(1, [], {"counts": {"no_correct": 2}})
-    m = Manifest(model="m", counts={"kept": 3, "no_correct": 2}, k=4)
+    m = Manifest(model="m", counts={"kept": 3, "no_correct": 2}, stored_topk=4)
     out.write_manifest(m)
     # no `configs:` block: with one, datasets caches a local dir regardless of file mtimes
     assert "configs:" not in dataset_card(json.loads(m.to_json()))
@@ -257,9 +276,8 @@ def test_shard_round_trip_exact_and_loadable(tmp_path):
     for got, want in zip(ds, rows, strict=True):
         validate_record(got)
         np.testing.assert_array_equal(np.asarray(got["teacher_topk_ids"]), want["teacher_topk_ids"])
-        np.testing.assert_array_equal(
-            np.asarray(got["teacher_topk_logprobs"], dtype=np.float32), want["teacher_topk_logprobs"]
-        )
+        for key in ("teacher_topk_logprobs", "teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs"):
+            np.testing.assert_array_equal(np.asarray(got[key], dtype=want[key].dtype), want[key])
     # re-curating into the same directory: load_dataset must see the new rows, not a cached copy
     out.prepare({"a": 1}, overwrite=True)
     out.write_chunk(0, rows[:1], {"counts": {"kept": 1}})

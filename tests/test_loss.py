@@ -128,3 +128,15 @@ def test_rejects_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
         z = torch.zeros(2, 3)
         sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), z.long(), z, z, **kw)
+
+
+def test_loss_options_are_the_declared_ones():
+    """The trainer reads a typed view of the `ssb_*` keys; unset keys take SSBArgs' declared defaults."""
+    from ssb_plugin.train.args import SSBArgs, loss_options
+
+    opts = loss_options({"ssb_temperature": 1.0, "ssb_chunk_size": None, "other_key": 3})
+    assert isinstance(opts, SSBArgs) and opts.ssb_temperature == 1.0
+    assert opts.ssb_chunk_size == SSBArgs.model_fields["ssb_chunk_size"].default
+    assert loss_options({}).ssb_temperature == SSBArgs.model_fields["ssb_temperature"].default == 2.0
+    with pytest.raises(ValueError, match="ssb_topk was removed"):
+        loss_options({"ssb_topk": 20})

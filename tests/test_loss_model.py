@@ -65,7 +65,7 @@ def _loss(model, batch, **kw):
 
 
 def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir, tok, curated_full):
-    """design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
+    """docs/design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
     model = _model(peaked_dir).eval()
     rows = _rows(curated_full)
     teacher_view = [{**r, "student_messages": r["teacher_messages"]} for r in rows]

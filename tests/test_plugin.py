@@ -63,7 +63,7 @@ def test_defaults_are_the_paper_settings():
         ({"ssb_kd_weight": -1}, "ssb_kd_weight must be >= 0"),
         ({"ssb_kd_weight": 0, "ssb_ce_weight": 0}, "both 0"),
         ({"ssb_chunk_size": 0}, "ssb_chunk_size"),
-        ({"ssb_topk": 0}, "ssb_topk"),
+        ({"ssb_topk": 20}, "ssb_topk was removed"),
     ],
 )
 def test_args_validation_messages(kw, msg):

@@ -44,3 +44,42 @@ def test_leaks_are_caught(text):
 )
 def test_ordinary_solutions_are_not_flagged(text):
     assert not leaks_hint(text)
+
+
+# Real GSM8K train problems (openai/gsm8k, main) whose own wording trips the leak pattern.
+GSM8K_STUDENT_PROBLEMS = [
+    (
+        "There are 40 students in a class. If 1/10 are absent, 3/4 of the students who are present are in "
+        "the classroom, and the rest are in the canteen, how many students are in the canteen?",
+        "Out of the 40, 40 x 1/10 = 4 students are absent. So, 40 - 4 = 36 students are present in school. "
+        "Out of the 36, 36 x 3/4 = 27 students are in the classroom. This means, 36 - 27 = 9 students are in "
+        "the canteen. The answer is \\boxed{9}.",
+    ),
+    (
+        "12 archeology students and 4 teachers went on a field trip to a dinosaur museum. Student tickets "
+        "cost $1 each, and adult tickets cost $3 each. How much did the museum tickets cost in all?",
+        "The cost of the 12 student tickets is 12 * $1 = $12. The cost of the 4 teacher tickets is "
+        "4 * $3 = $12. Together the museum tickets cost \\boxed{24} dollars.",
+    ),
+    (
+        "Travis wants to fly to Australia. The regular tickets cost about $2000. As Travis is a student, he "
+        "will get a 30% discount on this price. How much does he need to pay for his ticket?",
+        "Since Travis is a student, his discount is 30/100 * 2000 = 600, so he pays \\boxed{1400}.",
+    ),
+]
+
+
+@pytest.mark.parametrize("question, answer", GSM8K_STUDENT_PROBLEMS)
+def test_leak_filter_keeps_the_problems_own_students(question, answer):
+    assert leaks_hint(answer)  # the bare pattern matches: it is the question that makes it legitimate
+    assert not leaks_hint(answer, question)
+
+
+@pytest.mark.parametrize("question, answer", GSM8K_STUDENT_PROBLEMS)
+def test_leak_filter_still_flags_references_to_the_hint(question, answer):
+    for leak in (
+        " Unlike the incorrect solution, we subtract first.",
+        " The second attempt forgot the discount.",
+        " The automatic checker only compares the boxed answer.",
+    ):
+        assert leaks_hint(answer + leak, question), leak

@@ -11,6 +11,7 @@ from ssb_plugin.record import (
     chat_prompt_ids,
     check_tokenizer,
     features,
+    response_input,
     student_input,
     tokenizer_fingerprint,
     validate_record,
@@ -62,18 +63,27 @@ def test_features_round_trip_through_datasets():
         wrong_index=1,
         wrong_answer="6",
         wrong_count=1,
+        teacher_log_norm=[[0.0, 1.5]] * 3,
+        teacher_tail_ids=[[7, 9, 9]] * 3,
+        teacher_tail_logprobs=[[-5.0, -6.0, -6.0]] * 3,
     )
     ds = Dataset.from_list([row], features=features())
     back = ds[0]
     assert back["response_ids"] == row["response_ids"]
     assert back["teacher_topk_ids"] == row["teacher_topk_ids"]
     assert ds.features["teacher_topk_logprobs"].feature.feature.dtype == "float32"
+    assert (
+        back["teacher_tail_ids"] == row["teacher_tail_ids"]
+        and back["teacher_log_norm"] == row["teacher_log_norm"]
+    )
 
 
 def test_manifest_save_load_and_refusals(tmp_path):
-    m = Manifest(model="m", k=8, counts={"kept": 3})
+    m = Manifest(model="m", stored_topk=8, counts={"kept": 3}, target={"kind": "topk+tail"})
     m.save(tmp_path)
     assert Manifest.load(tmp_path) == m
+    (tmp_path / "manifest.json").write_text(json.dumps({"model": "m", "k": 16, "schema_version": 1}))
+    assert Manifest.load(tmp_path).stored_topk == 16  # written before the rename
     (tmp_path / "manifest.json").write_text(json.dumps({"k": 3}))
     with pytest.raises(RecordError, match="missing key 'model'"):
         Manifest.load(tmp_path)
@@ -95,6 +105,10 @@ def test_alignment_prompt_then_response_ids(tiny_model_dir):
     assert ids[p:] == row["response_ids"]
     # the prompt ends with the generation prompt, so position p-1 predicts response_ids[0]
     assert tok.decode(ids[:p]).endswith("<|im_start|>assistant\n")
+    # the teacher's view: its own (hinted) prompt, the same response ids after it
+    t_ids, t_p = response_input(tok, row["teacher_messages"], row["response_ids"])
+    assert t_ids[:t_p] == chat_prompt_ids(tok, row["teacher_messages"]) != ids[:p]
+    assert t_ids[t_p:] == row["response_ids"]
 
 
 def test_tokenizer_check_refuses_another_template(tiny_model_dir):

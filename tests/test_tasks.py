@@ -84,7 +84,10 @@ def test_every_task_yaml_is_listed_and_package_data_ships_them(repo_root):
     patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]["ssb_plugin"]
-    assert "tasks/*.yaml" in patterns and "tasks/*.py" in patterns
+    assert "tasks/*.yaml" in patterns and "tasks/*.py" in patterns and "tasks/*_yaml" in patterns
+    # every include (the shared templates) resolves inside the package
+    for cfg in task_configs().values():
+        assert Path(cfg["_path"]).parent == TASKS_DIR and "include" not in cfg
 
 
 def test_check_data(shared_data, tmp_path, capsys):
@@ -100,9 +103,12 @@ def test_check_data(shared_data, tmp_path, capsys):
 # ---- the prompt is the student's format -------------------------------------------------------
 
 
-def test_description_is_the_system_prompt():
+def test_description_is_the_system_prompt(loaded):
     for name in GREEDY + SAMPLED:
-        assert task_configs()[name]["description"] == SYSTEM_PROMPT, name
+        assert loaded[name].config.description == SYSTEM_PROMPT, name  # as lm-eval built the task
+    # ...and no YAML carries a copy that could drift from ssb_plugin.prompts
+    texts = [p.read_text() for p in TASKS_DIR.iterdir() if p.name.endswith("yaml")]
+    assert len(texts) >= 9 and not any("description:" in t or "expert math tutor" in t for t in texts)
 
 
 def test_chat_prompt_equals_student_messages(loaded, tiny_model_dir):

@@ -10,79 +10,53 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import MISSING, Field, fields
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 
-# flag -> (type, help); the flag name is the config key with dashes
-_FLAGS: dict[str, tuple] = {
-    "out": (str, "output directory (resumed if it exists)"),
-    "model": (str, "model id or local directory (default: the embedded SmolLM2-135M-Instruct)"),
-    "revision": (str, "model revision"),
-    "backend": (str, "vllm | transformers | auto (vllm when importable)"),
-    "dtype": (str, "auto | float32 | bfloat16 | float16 (auto: fp32 on CPU)"),
-    "data": (str, "hub dataset id or local .jsonl/.parquet (default openai/gsm8k)"),
-    "data_config": (str, "hub dataset config (default main)"),
-    "split": (str, "hub dataset split (default train)"),
-    "question_field": (str, "question column (default question)"),
-    "answer_field": (str, "gold column (default answer)"),
-    "id_field": (str, "id column (default: <source>:<row index>)"),
-    "gold_format": (str, "auto | gsm8k (after ####) | boxed | plain"),
-    "limit": (int, "use the first N source rows"),
-    "shard": (str, "i/N: this machine's part of the problem list (chunks c with c mod N == i)"),
-    "num_rollouts": (int, "K rollouts per problem (paper 4)"),
-    "rollout_temperature": (float, "paper 0.8"),
-    "rollout_top_k": (int, "paper 50; 0 = off"),
-    "rollout_max_tokens": (int, "max new tokens per rollout"),
-    "teacher_temperature": (float, "paper 0.4"),
-    "teacher_top_k": (int, "paper 50; 0 = off"),
-    "teacher_max_tokens": (int, "max new tokens of the teacher answer (longer: dropped as too_long)"),
-    "stored_topk": (int, "teacher log-probs stored per answer token, the top ones (default 64)"),
-    "tail_samples": (int, "teacher tail ids sampled per answer token (default 64)"),
-    "target_temperatures": (
-        lambda s: [float(t) for t in s.split(",")],
-        "comma-separated temperatures whose exact log-normaliser is stored (default 1,2)",
-    ),
-    "seed": (int, "global seed; per-request seeds derive from it and the problem id"),
-    "grade_timeout": (float, "seconds per answer comparison"),
-    "system_prompt": (str, "override the tutor system prompt"),
-    "chunk_size": (int, "problems per checkpoint shard (default 64)"),
-    "batch_size": (int, "transformers: sequences per generate() call (default 64)"),
-    "device": (str, "transformers: auto | cpu | cuda | cuda:1 ..."),
-    "threads": (int, "transformers on CPU: torch threads (on a busy 2-core box 1 is much faster than 2)"),
-    "tensor_parallel_size": (int, "vLLM tensor parallel size"),
-    "data_parallel_size": (int, "vLLM data parallel size"),
-    "max_model_len": (int, "vLLM max_model_len (prompts that do not fit count as too_long)"),
-    "gpu_memory_utilization": (float, "vLLM memory fraction (on CPU: of host memory; default there 0.3)"),
-    "vllm_kwargs": (json.loads, "extra vLLM LLM() arguments as JSON, e.g. '{\"swap_space\": 4}'"),
-    "push_to_hub": (str, "upload the finished set to this hub dataset repo"),
-}
-_BOOLS = {
-    "answer_fallback": "accept the last number when no boxed/phrased answer is found (off by default)",
-    "leak_filter": "drop teacher answers that mention the attempts/students (on by default)",
-    "enforce_eager": "vLLM enforce_eager (default: on for CPU)",
-    "overwrite": "wipe an existing output directory instead of resuming",
-    "progress": "progress bars (on by default)",
-    "hub_private": "create the hub repo private (default on)",
-}
+
+def _flag_type(hint: Any) -> Any:
+    """The argparse type of a field annotation: the non-None member of `X | None`; JSON for dicts;
+    comma-separated values for lists."""
+    if isinstance(hint, UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        return lambda text: [item(v) for v in text.split(",")]
+    return json.loads if get_origin(hint) is dict else hint
+
+
+def _flag_help(f: Field) -> str:
+    help_ = f.metadata["help"]
+    if f.metadata["choices"]:
+        help_ += f" (one of: {', '.join(f.metadata['choices'])})"
+    if isinstance(f.default, bool):
+        help_ += f" (default: {'on' if f.default else 'off'})"
+    elif f.default not in (None, "", MISSING) and len(str(f.default)) <= 40:
+        help_ += f" (default: {f.default})"
+    return help_
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One flag per CurateConfig field (the flag name is the key with dashes); bools get --no-X too."""
     p = argparse.ArgumentParser(
         prog="ssb-curate",
         description="Build the Semantic Soft Bootstrapping teacher/student set (see docs/curation.md). "
         "Subcommand `ssb-curate merge --out DIR SRC...` merges --shard runs.",
     )
     p.add_argument("--config", help="YAML or JSON file with any of the settings below (flags override it)")
-    for key, (typ, help_) in _FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, help=help_)
-    for key, help_ in _BOOLS.items():
-        p.add_argument(
-            "--" + key.replace("_", "-"),
-            dest=key,
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=help_,
-        )
+    hints = get_type_hints(CurateConfig)
+    for f in fields(CurateConfig):
+        flag, typ = "--" + f.name.replace("_", "-"), _flag_type(hints[f.name])
+        # default None: a flag that is not given leaves the config file's value (or the field's default)
+        if typ is bool:
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_flag_help(f)
+            )
+        else:
+            p.add_argument(flag, dest=f.name, type=typ, default=None, help=_flag_help(f))
     return p
 
 

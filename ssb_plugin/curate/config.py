@@ -1,4 +1,10 @@
-"""Curation settings: one dataclass, read from a YAML/JSON file and/or flags, validated up front.
+"""Curation settings: declared once here, read from a YAML/JSON file and/or flags, validated up front.
+
+Each setting is one dataclass field made by `setting(...)`: its default, help text, allowed values,
+whether it changes the records (`result=True`: a resumed or merged run must agree on it) and where
+the manifest records it. The `ssb-curate` flags (`cli.py`), `RESULT_KEYS` and the manifest's
+settings blocks (`pipeline.build_manifest`) are all derived from these fields; add a setting here
+and nowhere else.
 
 Everything a run depends on is checked here, before any model weights load, so a typo costs
 seconds, not an engine start.
@@ -14,43 +20,28 @@ from typing import Any
 
 from ssb_plugin.prompts import SYSTEM_PROMPT
 
-BACKENDS = ("auto", "vllm", "transformers")
-GOLD_FORMATS = ("auto", "gsm8k", "boxed", "plain")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 _SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
 
-# Settings that change which records a run produces; a resumed or merged run must agree on them.
-RESULT_KEYS = (
-    "model",
-    "revision",
-    "data",
-    "data_config",
-    "split",
-    "question_field",
-    "answer_field",
-    "id_field",
-    "gold_format",
-    "limit",
-    "chunk_size",
-    "batch_size",
-    "backend",
-    "dtype",
-    "num_rollouts",
-    "rollout_temperature",
-    "rollout_top_k",
-    "rollout_max_tokens",
-    "teacher_temperature",
-    "teacher_top_k",
-    "teacher_max_tokens",
-    "stored_topk",
-    "tail_samples",
-    "target_temperatures",
-    "seed",
-    "answer_fallback",
-    "grade_timeout",
-    "leak_filter",
-    "system_prompt",
-)
+
+def setting(
+    default: Any = None,
+    help: str = "",  # noqa: A002 - the name argparse and TRL's field metadata use
+    *,
+    result: bool = False,
+    choices: tuple[str, ...] | None = None,
+    manifest: str | tuple[str, ...] = (),
+    factory: Any = None,
+) -> Any:
+    """One curation setting. `manifest`: dotted path(s) in manifest.json that record its value."""
+    metadata = {
+        "help": help,
+        "result": result,
+        "choices": choices,
+        "manifest": (manifest,) if isinstance(manifest, str) else tuple(manifest),
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 class ConfigError(ValueError):
@@ -59,55 +50,152 @@ class ConfigError(ValueError):
 
 @dataclass
 class CurateConfig:
-    out: str = ""
-    # model (None: the embedded default, SmolLM2-135M-Instruct)
-    model: str | None = None
-    revision: str | None = None
-    backend: str = "auto"
-    dtype: str = "auto"
+    out: str = setting("", "output directory (resumed if it exists)")
+    # model
+    model: str | None = setting(
+        None,
+        "model id or local directory (default: the embedded SmolLM2-135M-Instruct)",
+        result=True,
+        manifest="model",
+    )
+    revision: str | None = setting(None, "model revision", result=True, manifest="revision")
+    backend: str = setting(
+        "auto",
+        "generation engine (auto: vllm when importable)",
+        result=True,
+        choices=("auto", "vllm", "transformers"),
+        manifest="backend",
+    )
+    dtype: str = setting(
+        "auto",
+        "model dtype (auto: fp32 on CPU)",
+        result=True,
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
     # data: a hub dataset id or a local .jsonl/.json/.parquet file
-    data: str = "openai/gsm8k"
-    data_config: str | None = "main"
-    split: str = "train"
-    question_field: str = "question"
-    answer_field: str = "answer"
-    id_field: str | None = None
-    gold_format: str = "auto"
-    limit: int | None = None
-    shard: str = "0/1"
+    data: str = setting(
+        "openai/gsm8k", "hub dataset id or local .jsonl/.parquet", result=True, manifest="source.data"
+    )
+    data_config: str | None = setting(
+        "main", "hub dataset config", result=True, manifest="source.data_config"
+    )
+    split: str = setting("train", "hub dataset split", result=True, manifest="source.split")
+    question_field: str = setting(
+        "question", "question column", result=True, manifest="source.question_field"
+    )
+    answer_field: str = setting("answer", "gold column", result=True, manifest="source.answer_field")
+    id_field: str | None = setting(
+        None, "id column (default: <source>:<row index>)", result=True, manifest="source.id_field"
+    )
+    gold_format: str = setting(
+        "auto",
+        "how the gold answer is written: gsm8k = after ####",
+        result=True,
+        choices=("auto", "gsm8k", "boxed", "plain"),
+        manifest="source.gold_format",
+    )
+    limit: int | None = setting(None, "use the first N source rows", result=True, manifest="source.limit")
+    shard: str = setting(
+        "0/1",
+        "i/N: this machine's part of the problem list (chunks c with c mod N == i)",
+        manifest="source.shard",
+    )
     # rollouts (paper: K=4, temperature 0.8, top-k 50; 8192 tokens, GSM8K answers need ~400)
-    num_rollouts: int = 4
-    rollout_temperature: float = 0.8
-    rollout_top_k: int = 50
-    rollout_max_tokens: int = 2048
+    num_rollouts: int = setting(
+        4, "K rollouts per problem (paper 4)", result=True, manifest="sampling.rollout.n"
+    )
+    rollout_temperature: float = setting(
+        0.8, "rollout sampling temperature (paper 0.8)", result=True, manifest="sampling.rollout.temperature"
+    )
+    rollout_top_k: int = setting(
+        50, "rollout top-k filter, 0 = off (paper 50)", result=True, manifest="sampling.rollout.top_k"
+    )
+    rollout_max_tokens: int = setting(
+        8192, "max new tokens per rollout (paper 8192)", result=True, manifest="sampling.rollout.max_tokens"
+    )
     # teacher (paper: temperature 0.4, top-k 50)
-    teacher_temperature: float = 0.4
-    teacher_top_k: int = 50
-    teacher_max_tokens: int = 2048
-    stored_topk: int = 64  # teacher log-probs stored per answer token (the top ones)
-    tail_samples: int = 64  # tail ids sampled per answer token (ssb_plugin.curate.targets)
-    target_temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0])  # exact log-normalisers
-    seed: int = 0
+    teacher_temperature: float = setting(
+        0.4, "teacher sampling temperature (paper 0.4)", result=True, manifest="sampling.teacher.temperature"
+    )
+    teacher_top_k: int = setting(
+        50, "teacher top-k filter, 0 = off (paper 50)", result=True, manifest="sampling.teacher.top_k"
+    )
+    teacher_max_tokens: int = setting(
+        8192,
+        "max new tokens of the teacher answer, longer: dropped as too_long (paper 8192)",
+        result=True,
+        manifest="sampling.teacher.max_tokens",
+    )
+    # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
+    stored_topk: int = setting(
+        32,
+        "teacher log-probs stored per answer token: the top ones (the sampling filters are *_top_k)",
+        result=True,
+        manifest=("stored_topk", "target.stored_topk"),
+    )
+    tail_samples: int = setting(
+        92,
+        "teacher tail ids sampled per answer token (they carry the probability outside the top ones)",
+        result=True,
+        manifest="target.tail_samples",
+    )
+    target_temperatures: list[float] = setting(
+        help="temperatures whose exact log-normaliser is stored: training runs at one of them",
+        result=True,
+        manifest="target.temperatures",
+        factory=lambda: [1.0, 2.0],
+    )
+    max_kept: int | None = setting(
+        None,
+        "stop once this many records are kept (the paper: 256); whole chunks, so it may overshoot by one chunk",
+        result=True,
+        manifest="extra.max_kept",
+    )
+    seed: int = setting(
+        0, "global seed; per-request seeds derive from it and the problem id", result=True, manifest="seed"
+    )
     # grading
-    answer_fallback: bool = False
-    grade_timeout: float = 2.0
-    leak_filter: bool = True
-    system_prompt: str = SYSTEM_PROMPT
+    answer_fallback: bool = setting(
+        False,
+        "accept the last number when no boxed/phrased answer is found",
+        result=True,
+        manifest="extra.answer_fallback",
+    )
+    grade_timeout: float = setting(
+        2.0, "seconds per answer comparison", result=True, manifest="extra.grade_timeout"
+    )
+    leak_filter: bool = setting(
+        True,
+        "drop teacher answers that mention the attempts/students",
+        result=True,
+        manifest="extra.leak_filter",
+    )
+    system_prompt: str = setting(
+        SYSTEM_PROMPT, "override the tutor system prompt", result=True, manifest="prompts.system"
+    )
     # execution
-    chunk_size: int = 64  # problems per checkpoint shard
-    batch_size: int = 64  # transformers: sequences per generate() call
-    device: str = "auto"  # transformers only
-    threads: int | None = None  # transformers on CPU: torch threads (1 beats 2 on a shared 2-core box)
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float | None = None  # vLLM; on CPU: fraction of host memory
-    enforce_eager: bool | None = None
-    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
-    overwrite: bool = False
-    progress: bool = True
-    push_to_hub: str | None = None
-    hub_private: bool = True
+    chunk_size: int = setting(64, "problems per checkpoint shard", result=True, manifest="source.chunk_size")
+    batch_size: int = setting(64, "transformers: sequences per generate() call", result=True)
+    device: str = setting("auto", "transformers: auto | cpu | cuda | cuda:1 ...")
+    threads: int | None = setting(
+        None, "transformers on CPU: torch threads (on a busy 2-core box 1 is much faster than 2)"
+    )
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size")
+    data_parallel_size: int = setting(1, "vLLM data parallel size")
+    max_model_len: int | None = setting(
+        None, "vLLM max_model_len (prompts that do not fit count as too_long)"
+    )
+    gpu_memory_utilization: float | None = setting(
+        None, "vLLM memory fraction (on CPU: of host memory; default there 0.3)"
+    )
+    enforce_eager: bool | None = setting(None, "vLLM enforce_eager (default: on for CPU)")
+    vllm_kwargs: dict[str, Any] = setting(
+        help="extra vLLM LLM() arguments as JSON, e.g. '{\"swap_space\": 4}'", factory=dict
+    )
+    overwrite: bool = setting(False, "wipe an existing output directory instead of resuming")
+    progress: bool = setting(True, "progress bars")
+    push_to_hub: str | None = setting(None, "upload the finished set to this hub dataset repo")
+    hub_private: bool = setting(True, "create the hub repo private")
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -174,9 +262,10 @@ class CurateConfig:
 
         need(bool(self.out), "out", "an output directory is required (--out)")
         need(not Path(self.out).is_file(), "out", "is an existing file, expected a directory")
-        need(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}")
-        need(self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
-        need(self.gold_format in GOLD_FORMATS, "gold_format", f"must be one of {GOLD_FORMATS}")
+        for f in fields(self):
+            if f.metadata["choices"]:
+                choices = f.metadata["choices"]
+                need(getattr(self, f.name) in choices, f.name, f"must be one of {choices}")
         need(bool(self.data), "data", "a hub dataset id or a local .jsonl/.parquet file is required")
         if self.is_local_data():
             need(Path(self.data).is_file(), "data", "local data file does not exist")
@@ -198,13 +287,7 @@ class CurateConfig:
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
         for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "stored_topk"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
-        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
-        need(
-            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
-            "target_temperatures",
-            "must be a non-empty list of temperatures > 0",
-        )
-        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
+        self._validate_target(need)
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
@@ -225,10 +308,34 @@ class CurateConfig:
                 "local model directory has no config.json",
             )
 
+    def _validate_target(self, need) -> None:
+        """The stored-target settings and --max-kept; the temperatures end up sorted and unique."""
+        need(int(self.tail_samples) >= 0, "tail_samples", "must be >= 0")
+        need(
+            bool(self.target_temperatures) and all(float(t) > 0 for t in self.target_temperatures),
+            "target_temperatures",
+            "must be a non-empty list of temperatures > 0",
+        )
+        self.target_temperatures = sorted({float(t) for t in self.target_temperatures})
+        need(self.max_kept is None or int(self.max_kept) >= 1, "max_kept", "must be >= 1")
+
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the records (compared on resume and merge)."""
         d = asdict(self)
         return {k: d[k] for k in RESULT_KEYS}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def manifest_settings(self) -> dict[str, Any]:
+        """The settings as manifest.json records them: each value at its field's `manifest` path(s)."""
+        tree: dict[str, Any] = {}
+        for f in fields(self):
+            for path in f.metadata["manifest"]:
+                *parents, leaf = path.split(".")
+                node = tree
+                for p in parents:
+                    node = node.setdefault(p, {})
+                node[leaf] = getattr(self, f.name)
+        return tree
+
+
+# Settings that change which records a run produces; a resumed or merged run must agree on them.
+RESULT_KEYS = tuple(f.name for f in fields(CurateConfig) if f.metadata["result"])

@@ -24,8 +24,6 @@ from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE, leaks_hint, student_messages, teacher_messages
 from ssb_plugin.record import OUTCOMES, Manifest, chat_prompt_ids, tokenizer_fingerprint
 
-DROPPED = tuple(o for o in OUTCOMES if o != "kept")
-
 
 @dataclass
 class ChunkResult:
@@ -82,9 +80,10 @@ class Curator:
     """Runs chunks through one backend; the backend can be shared (tests, benchmarks)."""
 
     def __init__(self, cfg: CurateConfig, backend):
-        from ssb_plugin.grading import grade
+        from ssb_plugin.grading import grade, is_equivalent
 
         self.cfg = cfg
+        self.is_equivalent = is_equivalent
         self.backend = backend
         self.tok = backend.tokenizer
         self.grade = grade
@@ -92,6 +91,10 @@ class Curator:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """The grader's equivalence ("18" and "18.0" agree): how wrong answers are grouped."""
+        return a == b or self.is_equivalent(a, b, timeout=self.cfg.grade_timeout)
 
     def _grade(self, text: str, gold: str):
         return self.grade(text, gold, timeout=self.cfg.grade_timeout, fallback=self.cfg.answer_fallback)
@@ -148,7 +151,7 @@ class Curator:
                 res.stats["rollouts_correct"] += int(r.correct)
                 res.stats["rollouts_no_answer"] += int(r.extracted is None)
                 res.stats["grader_timeouts"] += int(r.reason in ("timeout", "error"))
-            outcome, choice = choose(rollouts)
+            outcome, choice = choose(rollouts, same_answer=self.same_answer)
             if outcome:
                 res.mark(p.id, outcome)
                 continue
@@ -189,7 +192,7 @@ class Curator:
             outcome = teacher_outcome(
                 g.finish_reason,
                 bool(graded and graded.correct),
-                cfg.leak_filter and leaks_hint(text),
+                cfg.leak_filter and leaks_hint(text, p.question),
             )
             res.mark(p.id, outcome)
             if outcome != "kept":
@@ -228,6 +231,12 @@ class Curator:
             row.update(f)
 
 
+def reached_max_kept(cfg: CurateConfig, done: dict) -> bool:
+    """--max-kept N: stop (whole chunks, in plan order) once this shard has kept N records."""
+    kept = sum(info["counts"].get("kept", 0) for info in done.values())
+    return cfg.max_kept is not None and kept >= cfg.max_kept
+
+
 def chunk_plan(items: list, cfg: CurateConfig) -> list[tuple[int, list]]:
     """(global chunk index, items) for this shard: chunk c belongs to shard c mod N."""
     i, n = cfg.shard_spec()
@@ -248,57 +257,28 @@ def build_manifest(
         timings.update(info["timings"])
         stats.update(info["stats"])
     timings.update(extra_timings)
+    # the settings land where their declaration says (CurateConfig `manifest=`); the rest is run facts
+    m = cfg.manifest_settings()
+    m["model"] = str(m["model"])
+    m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
+    m["sampling"]["rollout"]["top_p"] = 1.0
+    m["sampling"]["teacher"].update(n=1, top_p=1.0)
+    m["target"].update(target_spec(cfg).manifest())
+    m["extra"].update(
+        backend_info=backend_info,
+        stats=dict(stats),
+        chunks_done=sorted(done),
+        chunks_total=len(plan),
+        complete=all(c in done for c, _ in plan) or reached_max_kept(cfg, done),
+        kept_cap_reached=reached_max_kept(cfg, done),
+        settings=cfg.result_settings(),
+    )
     return Manifest(
-        model=str(cfg.model),
-        revision=cfg.revision,
+        **m,
         tokenizer=tokenizer_fingerprint(tokenizer),
-        prompts={"system": cfg.system_prompt, "teacher_template": TEACHER_TEMPLATE},
-        sampling={
-            "rollout": {
-                "n": cfg.num_rollouts,
-                "temperature": cfg.rollout_temperature,
-                "top_k": cfg.rollout_top_k,
-                "top_p": 1.0,
-                "max_tokens": cfg.rollout_max_tokens,
-            },
-            "teacher": {
-                "n": 1,
-                "temperature": cfg.teacher_temperature,
-                "top_k": cfg.teacher_top_k,
-                "top_p": 1.0,
-                "max_tokens": cfg.teacher_max_tokens,
-            },
-        },
-        seed=cfg.seed,
-        stored_topk=cfg.stored_topk,
-        target=target_spec(cfg).manifest(),
         counts=counts,
         timings={k: round(v, 3) for k, v in timings.items()},
-        backend=cfg.backend,
-        source={
-            "data": cfg.data,
-            "data_config": cfg.data_config,
-            "split": cfg.split,
-            "question_field": cfg.question_field,
-            "answer_field": cfg.answer_field,
-            "id_field": cfg.id_field,
-            "gold_format": cfg.gold_format,
-            "limit": cfg.limit,
-            "shard": cfg.shard,
-            "chunk_size": cfg.chunk_size,
-        },
         version=__version__,
-        extra={
-            "backend_info": backend_info,
-            "answer_fallback": cfg.answer_fallback,
-            "leak_filter": cfg.leak_filter,
-            "grade_timeout": cfg.grade_timeout,
-            "stats": dict(stats),
-            "chunks_done": sorted(done),
-            "chunks_total": len(plan),
-            "complete": all(c in done for c, _ in plan),
-            "settings": cfg.result_settings(),
-        },
     )
 
 
@@ -316,7 +296,7 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     out = OutputDir(cfg.out)
     out.prepare({**cfg.result_settings(), "shard": cfg.shard}, overwrite=cfg.overwrite)
     done = out.done_chunks()
-    todo = [(c, part) for c, part in plan if c not in done]
+    todo = [] if reached_max_kept(cfg, done) else [(c, part) for c, part in plan if c not in done]
     extra: Counter = Counter()
     own_backend = backend is None
     if backend is None and todo:
@@ -352,6 +332,8 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
 
     postfix()
     for c, part in todo:
+        if reached_max_kept(cfg, done):
+            break
         res = curator.run_chunk(part)
         t = time.perf_counter()
         info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}

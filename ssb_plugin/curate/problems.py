@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ssb_plugin.curate.config import ConfigError, CurateConfig
+from ssb_plugin.grading.gold import GSM8K_MARK, gsm8k_gold
 from ssb_plugin.jsonl import JsonlError, read_json_objects
 
 
@@ -41,11 +42,11 @@ def parse_gold(value: Any, fmt: str) -> str | None:
         return None
     text = str(value).strip() if not isinstance(value, str) else value.strip()
     if fmt == "auto":
-        fmt = "gsm8k" if "####" in text else "boxed" if ("\\boxed" in text or "\\fbox" in text) else "plain"
+        fmt = (
+            "gsm8k" if GSM8K_MARK in text else "boxed" if ("\\boxed" in text or "\\fbox" in text) else "plain"
+        )
     if fmt == "gsm8k":
-        if "####" not in text:
-            return None
-        gold = text.rsplit("####", 1)[1].strip()
+        gold = gsm8k_gold(text)
     elif fmt == "boxed":
         from ssb_plugin.grading import extract_answer
 

@@ -125,12 +125,14 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "Curated by `ssb-curate` (ssb-plugin) for Semantic Soft Bootstrapping (arXiv 2512.05105): per kept "
         "problem, the student chat (system + bare question), the hinted teacher chat, the teacher's "
         "verified answer as exact token ids (end-of-turn token included) and, at each answer position, "
-        f"the teacher's raw top-{manifest.get('k')} token ids and log-probs from the same generation pass.",
+        "the teacher target of a teacher-forced scoring pass: its top token ids and raw log-probs, the exact "
+        "log-normaliser at each listed temperature and sampled tail ids (see the manifest's `target`).",
         "",
         f"- model: `{manifest.get('model')}` (revision {manifest.get('revision')})",
         f"- backend: {manifest.get('backend')}",
         f"- source: `{manifest.get('source', {}).get('data')}`",
-        f"- seed: {manifest.get('seed')}, k: {manifest.get('k')}",
+        f"- seed: {manifest.get('seed')}, stored top-k: {manifest.get('stored_topk')}",
+        f"- target: `{json.dumps(manifest.get('target', {}), sort_keys=True)}`",
         f"- sampling: `{json.dumps(manifest.get('sampling', {}), sort_keys=True)}`",
         f"- complete: {manifest.get('extra', {}).get('complete')}",
         "",

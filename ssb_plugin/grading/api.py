@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 from .compare import balanced, compare_answers
-from .extract import MAX_ANSWER_CHARS, extract_answer, last_boxed
+from .extract import MAX_ANSWER_CHARS, extract_answer
+from .gold import gold_answer
 from .leaves import fast_leaf_equal
 from .pool import WorkerTimeout, get_pool
 from .structure import NeedSymbolic
@@ -36,15 +37,6 @@ def _as_text(value) -> str | None:
     return None
 
 
-def _gold_answer(gold: str) -> str:
-    """A gold given as a solution: its ``#### N`` or its last box."""
-    if "####" in gold:
-        return gold.rsplit("####", 1)[1].strip()
-    if "\\boxed" in gold or "\\fbox" in gold:
-        return last_boxed(gold) or gold
-    return gold
-
-
 def _prestart() -> None:
     # The first grading call (in each process) starts a worker in the background, so that the first
     # answer needing sympy rarely pays the worker's start-up (about a second) inside its own bound.
@@ -59,7 +51,7 @@ def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool,
         pred, gold = _as_text(pred), _as_text(gold)
         if pred is None or gold is None:
             return False, "error"
-        gold = _gold_answer(gold)
+        gold = gold_answer(gold)
         if not pred.strip() or not gold.strip():
             return False, "mismatch"
         if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:

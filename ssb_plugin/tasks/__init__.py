@@ -34,11 +34,21 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
 
 
+def _read(path: Path) -> dict:
+    """One YAML with its `include:` files merged under it (the file's own keys win), as lm-eval does."""
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    included = cfg.pop("include", [])
+    merged: dict = {}
+    for name in [included] if isinstance(included, str) else included:
+        merged.update(_read(path.parent / name))
+    return {**merged, **cfg}
+
+
 def task_configs() -> dict[str, dict]:
-    """Every task / group YAML in the package, by task or group name."""
+    """Every task / group YAML in the package (includes resolved), by task or group name."""
     out = {}
     for path in sorted(TASKS_DIR.glob("*.yaml")):
-        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        cfg = _read(path)
         out[cfg.get("group") or cfg["task"]] = {**cfg, "_path": str(path)}
     return out
 

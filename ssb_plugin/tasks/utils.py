@@ -13,6 +13,8 @@ from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
 from ssb_plugin.grading import grade, paper_match, warmup
+from ssb_plugin.grading.gold import gsm8k_gold
+from ssb_plugin.prompts import SYSTEM_PROMPT
 
 # Start the grader's worker now, while lm-eval loads the model: each grade() call has a hard 2 s
 # bound, and a worker cold-started inside that bound on a busy machine could time out a real match.
@@ -27,7 +29,7 @@ PLAIN_SEPARATOR = "\n\n"
 class SSBMathTask(ConfigurableTask):
     """A YAML task whose plain-text prompt separates the system prompt from the problem.
 
-    lm-eval renders `description` as a system message. Under `--apply_chat_template` that is exactly
+    Its `description` is `ssb_plugin.prompts.SYSTEM_PROMPT`. lm-eval renders `description` as a system message. Under `--apply_chat_template` that is exactly
     the student's chat (`ssb_plugin.prompts.student_messages`); without it lm-eval concatenates the
     system text and the problem with nothing in between, so this class inserts `PLAIN_SEPARATOR`.
     """
@@ -35,6 +37,9 @@ class SSBMathTask(ConfigurableTask):
     def __init__(self, config=None, **kwargs):
         # `class` is the YAML key that selected this class; TaskConfig does not know it.
         config = {k: v for k, v in (config or {}).items() if k != "class"}
+        # The system prompt comes from the one place that defines the student's format; the YAMLs
+        # carry no copy (a task file may still set its own `description`).
+        config.setdefault("description", SYSTEM_PROMPT)
         super().__init__(config=config, **kwargs)
 
     def fewshot_context(
@@ -129,7 +134,7 @@ def process_docs_gsm8k(dataset):
             {
                 "id": str(i),
                 "problem": doc["question"].strip(),
-                "answer": doc["answer"].split("####")[-1].strip(),
+                "answer": gsm8k_gold(doc["answer"]) or doc["answer"].strip(),
             }
             for i, doc in enumerate(dataset)
         ]

@@ -14,7 +14,7 @@ DATASET_TYPE = "ssb_plugin.dataset"
 
 
 class SSBArgs(BaseModel):
-    """Options of the SSB distillation loss (design.md, "The loss")."""
+    """Options of the SSB distillation loss (docs/design.md, "The loss")."""
 
     ssb_temperature: float = Field(
         default=2.0, description="Distillation temperature T (teacher and student softened by T; loss x T^2)."

@@ -53,12 +53,13 @@ def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperatur
 _WARNED: set[str] = set()  # sources already warned about (older sets warn once per process)
 
 
-def warn_if_renormalised(source: str, info: TargetInfo, rows, temperature: float) -> None:
-    """Once per set: an older set trains on the renormalised top-k, which drops the teacher's tail."""
+def warn_if_renormalised(source: str, info: TargetInfo, dataset, temperature: float) -> None:
+    """Once per set: an older set trains on the renormalised top-k, which drops the teacher's tail.
+    The tail share is measured on (up to) the first 256 rows."""
     if info.kind != RENORMALISED or source in _WARNED:
         return
     _WARNED.add(source)
-    share = tail_share(rows, info, 1.0)
+    share = tail_share(dataset.select(range(min(len(dataset), 256))), info, 1.0)
     LOG.warning(
         "SSB dataset %s has no log-normaliser/tail fields (curated before them): training on its "
         "renormalised top-k, which puts zero target mass on the teacher's tail. Measured on this set, the "
@@ -99,6 +100,17 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         out["_ssb_id"] = str(row["id"])
         return out
 
+    def _check_row_count(self, dataset) -> None:
+        if self.expected_rows is not None and len(dataset) != self.expected_rows:
+            LOG.warning(
+                "SSB dataset %s: %d rows loaded but its manifest counts %d kept records: a partial copy, "
+                "a `shards`/`split` selection, or a stale `datasets` cache of an older set at this path "
+                "(clear ~/.cache/huggingface/datasets/<dir name>)",
+                self.source,
+                len(dataset),
+                self.expected_rows,
+            )
+
     def wrap_dataset(
         self, dataset, process_count: int | None = None, keep_in_memory: bool | None = False, **kwargs
     ):
@@ -112,18 +124,8 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
                 f"{self.source}: column(s) {missing} missing; is this a curated set written by ssb-curate? "
                 f"(columns: {dataset.column_names})"
             )
-        if self.expected_rows is not None and len(dataset) != self.expected_rows:
-            LOG.warning(
-                "SSB dataset %s: %d rows loaded but its manifest counts %d kept records: a partial copy, "
-                "a `shards`/`split` selection, or a stale `datasets` cache of an older set at this path "
-                "(clear ~/.cache/huggingface/datasets/<dir name>)",
-                self.source,
-                len(dataset),
-                self.expected_rows,
-            )
-        warn_if_renormalised(
-            self.source, self.target, dataset.select(range(min(len(dataset), 256))), self.temperature
-        )
+        self._check_row_count(dataset)
+        warn_if_renormalised(self.source, self.target, dataset, self.temperature)
         tokenized = dataset.map(
             self._row,
             with_indices=True,

@@ -16,13 +16,14 @@ import json
 import sys
 from pathlib import Path
 
+from ssb_plugin.grading.gold import gsm8k_gold
 from ssb_plugin.prompts import student_messages
 
 
 def gold_of(row: dict) -> str:
     """GSM8K's answer field ends in '#### N'; other sets carry the bare answer."""
     answer = str(row.get("gold", row.get("answer", "")))
-    return answer.rsplit("####", 1)[-1].strip() if "####" in answer else answer.strip()
+    return gsm8k_gold(answer) or answer.strip()
 
 
 def prepare(rows, question_field: str = "question") -> list[dict]:

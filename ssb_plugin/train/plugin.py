@@ -15,7 +15,7 @@ LOG = logging.getLogger("ssb_plugin")
 
 
 class SSBPlugin(BasePlugin):
-    """Semantic Soft Bootstrapping: top-k logit distillation from the model's own hinted teacher."""
+    """Semantic Soft Bootstrapping: distillation of the model's own hinted teacher (full-vocabulary KL at T)."""
 
     def get_input_args(self) -> str:
         return "ssb_plugin.train.args.SSBArgs"

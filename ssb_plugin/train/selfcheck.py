@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from ssb_plugin.train.targets import RENORMALISED, TargetInfo, tail_share
+from ssb_plugin.train.targets import RENORMALISED, TargetError, TargetInfo, tail_share
 
 
 def summary(stats: list[dict], info: TargetInfo, rows, temperature: float, tolerances) -> dict:
@@ -61,15 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ssb_plugin.record import Manifest, check_tokenizer
+    from ssb_plugin.record import Manifest, RecordError, check_tokenizer
     from ssb_plugin.train.identity import check_row
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    manifest = Manifest.load(args.data)
-    check_tokenizer(tok, manifest)
-    info = TargetInfo.from_manifest(manifest)
-    if info.kind != RENORMALISED:
-        info.index(args.temperature, source=args.data)
+    try:
+        manifest = Manifest.load(args.data)
+        check_tokenizer(tok, manifest)
+        info = TargetInfo.from_manifest(manifest)
+        if info.kind != RENORMALISED:
+            info.index(args.temperature, source=args.data)
+    except (RecordError, TargetError) as e:
+        print(f"selfcheck: error: {e}", file=sys.stderr)
+        return 2
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     rows = load_dataset(args.data, split="train")
     rows = [rows[i] for i in range(min(args.limit, len(rows)))]
