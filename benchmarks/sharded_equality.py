@@ -1,6 +1,6 @@
 """The SSB loss under sharding engines equals one process: loss and LoRA gradients, one JSON verdict.
 
-    python benchmarks/sharded_equality.py check --engines fsdp2 fsdp1 zero1 zero2 zero3 --device cpu   # gloo
+    python benchmarks/sharded_equality.py check --engines ddp fsdp2 fsdp1 zero1 zero2 zero3 --device cpu   # gloo
     python benchmarks/sharded_equality.py check --device cuda     # 2 GPUs, NCCL, every engine
 
 `check` runs the reference (one process, the whole batch) and each engine under
@@ -129,6 +129,12 @@ def wrap(model, engine: str, tied: bool, device):
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=cfg
         )
         return engine_, engine_
+    if engine == "ddp":  # the reference engine: nothing sharded
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(
+            model.to(device), device_ids=None if device.type == "cpu" else [device]
+        ), None
     if engine == "none":
         return model.to(device), None
     raise ValueError(f"unknown engine {engine!r}")
@@ -307,7 +313,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="reference + each engine on 2 ranks; print a JSON verdict")
-    c.add_argument("--engines", nargs="+", default=["fsdp2", "fsdp1", "zero1", "zero2", "zero3"])
+    c.add_argument("--engines", nargs="+", default=["ddp", "fsdp2", "fsdp1", "zero1", "zero2", "zero3"])
     c.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     c.add_argument("--port", type=int, default=29531)
     c.add_argument("--timeout", type=int, default=600, help="seconds for the launch")

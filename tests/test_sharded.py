@@ -106,10 +106,10 @@ def _check(engines: list[str], port: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_fsdp_two_cpu_ranks_equal_one_process():
-    """FSDP2 (fully_shard) and FSDP1, the head released after its forward in every configuration."""
-    rows = _check(["fsdp2", "fsdp1"], 29561)
-    assert all(r["head_sharded"] for r in rows), rows
+def test_ddp_and_fsdp_two_cpu_ranks_equal_one_process():
+    """DDP; FSDP2 (fully_shard) and FSDP1 with the head released after its forward in every configuration."""
+    rows = _check(["ddp", "fsdp2", "fsdp1"], 29561)
+    assert all(r["head_sharded"] == (r["engine"] != "ddp") for r in rows), rows
 
 
 @pytest.mark.slow
