@@ -5,7 +5,7 @@
 
 Both steps: random-weight model of the chosen shape, LoRA on all linear projections, same input ids
 and labels (a prompt quarter masked). SFT = `model(input_ids, labels=labels).loss.backward()` (HF's
-loss, full logits). SSB = ssb_plugin.train.loss.ssb_forward (logits_to_keep=1, chunked stored-target loss).
+loss, full logits). SSB = ssb_plugin.train.loss.ssb_forward (loss inside the lm_head's forward, chunked stored-target loss).
 Timing alternates the two steps (drift on a shared box hits both); peak memory: CUDA allocator peak
 per step, or on CPU the resident-set high-water mark of a fresh subprocess per mode. An extra SSB
 step runs under a dispatch mode that records every tensor with a vocabulary-sized last dim, to show

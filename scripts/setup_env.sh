@@ -84,6 +84,8 @@ setup_train() {
   begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; from empty caches about 2 min with uv (measured), longer with pip" || return 0
   # math-verify: the grading benchmark's baseline
   install_in "$v" torch==2.13.0 axolotl==0.19.0 -e "$ROOT[dev]" gguf math-verify==0.9.0
+  # DeepSpeed (ZeRO-1/2/3 equality tests on CPU ranks): an sdist whose build imports torch
+  install_in "$v" --no-build-isolation deepspeed==0.19.8 hjson py-cpuinfo ninja msgpack
   finish_venv "$v"
 }
 

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from ssb_plugin.train.scaleout import strategy_problems
+
 DATASET_TYPE = "ssb_plugin.dataset"
 
 
@@ -71,6 +73,7 @@ class SSBArgs(BaseModel):
                         f"datasets[{i}] has type {ds_type!r}: with plugins [ssb_plugin.SSBPlugin] every training "
                         f"dataset must be `type: {DATASET_TYPE}` (a curated set from ssb-curate)"
                     )
+        problems += strategy_problems(self)  # parallel strategies the loss is not proven on
         if problems:
             raise ValueError("SSBPlugin config: " + "; ".join(problems))
         return self

@@ -311,27 +311,34 @@ def ssb_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk
     labels = inputs.pop("labels")
     for stray in NOT_FORWARD:
         inputs.pop(stray, None)
-    h, mask, outputs = answer_hidden(model, inputs, labels)
+    mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
     ids, weights, lps = (x[:, :-1][mask] for x in (target.ids, target.weights, target.logprobs))
     if ids.numel() and not bool((ids != PAD_ID).any(-1).all()):
         raise ValueError(
             "an answer position has no teacher target: labels and ssb_target_* are misaligned "
             "(was the batch built by ssb_plugin.train.collator.SSBDataCollator?)"
         )
-    weight, bias = lm_head_params(resolve_lm_head(model))
-    loss_sum, kd_sum, ce_sum = sparse_kl_sums(
-        h,
-        weight,
-        ids,
-        weights,
-        lps,
-        labels=labels[:, 1:][mask],
-        bias=bias,
-        temperature=temperature,
-        kd_weight=kd_weight,
-        ce_weight=ce_weight,
-        chunk_size=chunk_size,
-    )
-    if h.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe), no NaN
-        loss_sum = loss_sum + outputs.hidden_states[-1].sum() * 0.0
+
+    def loss_in_head(hidden, weight, bias):  # runs inside the lm_head's forward (ssb_plugin.train.sharded)
+        h = hidden[:, :-1][mask]
+        loss_sum, kd_sum, ce_sum = sparse_kl_sums(
+            h,
+            weight,
+            ids,
+            weights,
+            lps,
+            labels=labels[:, 1:][mask],
+            bias=bias,
+            temperature=temperature,
+            kd_weight=kd_weight,
+            ce_weight=ce_weight,
+            chunk_size=chunk_size,
+        )
+        if h.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe)
+            loss_sum = loss_sum + hidden.sum() * 0.0
+        return loss_sum, kd_sum, ce_sum
+
+    from ssb_plugin.train.sharded import forward_with_head_loss  # imports this module
+
+    (loss_sum, kd_sum, ce_sum), outputs = forward_with_head_loss(model, inputs, loss_in_head)
     return loss_sum, kd_sum, ce_sum, int(mask.sum()), outputs

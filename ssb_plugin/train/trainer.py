@@ -1,7 +1,8 @@
 """SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.train.loss) as compute_loss.
 
-- The model runs with `logits_to_keep=1`: no (B, S, V) logits. The final (post-norm) hidden states at
-  the answer positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32.
+- No (B, S, V) logits: the loss runs inside the lm_head's forward (ssb_plugin.train.sharded, where
+  FSDP/ZeRO-3 have its parameters gathered); the final (post-norm) hidden states at the answer
+  positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32.
 - The summed loss is divided by `num_items_in_batch` (answer tokens over all gradient-accumulation
   micro-batches, and over ranks with average_tokens_across_devices), so accumulation and data
   parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
@@ -85,7 +86,7 @@ class SSBTrainer(AxolotlTrainer):
         acc[1] = acc[1] + ce_sum.detach()
         acc[2] += n_local
         if return_outputs:
-            # Only the last position's logits exist; hidden states are dropped to free memory.
+            # No logits exist: outputs.logits is the loss's [B, 1, 3] stand-in (train/sharded.py).
             return loss, CausalLMOutputWithPast(loss=loss.detach(), logits=outputs.logits)
         return loss
 
