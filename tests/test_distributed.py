@@ -7,6 +7,7 @@ checked here as far as a CPU host allows: both ranks start, the data is sharded 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -71,5 +72,7 @@ def test_two_process_torchrun_launch_shards_data_and_trains(tiny_model_dir, tmp_
     steps = [h for h in read_log_history(tmp_path / "lora") if "ssb_kd" in h]
     # one epoch of 8 records at micro-batch 1: 8 steps alone, 4 when two ranks share the data
     assert [h["step"] for h in steps] == [1, 2, 3, 4], steps
-    assert all(h["ssb_kd"] > 0 and h["ssb_answer_tokens"] > 0 for h in steps)
+    # ssb_kd is the stored target's unbiased estimate: a single step may dip below 0 near the teacher
+    assert all(math.isfinite(h["ssb_kd"]) and h["ssb_answer_tokens"] > 0 for h in steps)
+    assert sum(h["ssb_kd"] for h in steps) > 0
     assert (tmp_path / "lora" / "adapter_model.safetensors").exists()

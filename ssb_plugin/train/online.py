@@ -24,11 +24,9 @@ import torch
 from ssb_plugin.record import TEACHER_PREFIX
 from ssb_plugin.train.loss import (
     NOT_FORWARD,
-    answer_hidden,
     full_vocab_kl_sums,
-    lm_head_params,
-    resolve_lm_head,
 )
+from ssb_plugin.train.sharded import forward_with_head_loss
 
 # ----------------------------------------------------------------------------------------------
 # The teacher's forward
@@ -102,17 +100,23 @@ def online_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, ch
     labels = inputs.pop("labels")
     for stray in NOT_FORWARD:
         inputs.pop(stray, None)
-    rows, mask, outputs = answer_hidden(model, inputs, labels)
-    if rows.shape[0] != t_rows.shape[0]:
+    mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
+    n = int(mask.sum())
+    if n != t_rows.shape[0]:
         raise ValueError(
-            f"{rows.shape[0]} student answer positions but {t_rows.shape[0]} teacher ones: the batch was not "
+            f"{n} student answer positions but {t_rows.shape[0]} teacher ones: the batch was not "
             f"built by ssb_plugin.train.collator.SSBDataCollator from one tokenisation"
         )
-    weight, bias = lm_head_params(resolve_lm_head(model))
-    loss_sum, kd_sum, ce_sum = full_vocab_kl_sums(
-        rows, weight, t_rows.to(rows.dtype), labels=labels[:, 1:][mask], bias=bias, temperature=temperature,
-        kd_weight=kd_weight, ce_weight=ce_weight, chunk_size=chunk_size,
-    )  # fmt: skip
-    if rows.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe), no NaN
-        loss_sum = loss_sum + outputs.hidden_states[-1].sum() * 0.0
-    return loss_sum, kd_sum, ce_sum, int(mask.sum()), outputs
+
+    def loss_in_head(hidden, weight, bias):  # runs inside the lm_head's forward (ssb_plugin.train.sharded)
+        rows = hidden[:, :-1][mask]
+        loss_sum, kd_sum, ce_sum = full_vocab_kl_sums(
+            rows, weight, t_rows.to(rows.dtype), labels=labels[:, 1:][mask], bias=bias,
+            temperature=temperature, kd_weight=kd_weight, ce_weight=ce_weight, chunk_size=chunk_size,
+        )  # fmt: skip
+        if rows.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe)
+            loss_sum = loss_sum + hidden.sum() * 0.0
+        return loss_sum, kd_sum, ce_sum
+
+    (loss_sum, kd_sum, ce_sum), outputs = forward_with_head_loss(model, inputs, loss_in_head)
+    return loss_sum, kd_sum, ce_sum, n, outputs
