@@ -112,8 +112,15 @@ def test_strict_mode_is_what_curation_asks_for():
     # Curation labels rollouts with the strict ladder: an unboxed answer is no answer there.
     assert grade("y = 4", "4", mode="strict").reason == "no_answer"
     assert grade("so $\\boxed{4}$", "4", mode="strict").correct
-    src = (REPO / "ssb_plugin" / "curate" / "pipeline.py").read_text(encoding="utf-8")
-    assert 'mode="strict"' in src
+    from types import SimpleNamespace
+
+    from ssb_plugin.curate.chunk import Curator
+    from ssb_plugin.curate.config import CurateConfig
+
+    curator = Curator(CurateConfig(out="x"), SimpleNamespace(tokenizer=None, max_model_len=None))
+    assert curator._grade("so the sum is 4", "4").reason == "no_answer"  # the lenient ladder would take it
+    assert grade("so the sum is 4", "4").correct
+    assert curator._grade("so $\\boxed{4}$", "4").correct
 
 
 def test_ssb_grade_on_mixed_file(tmp_path):

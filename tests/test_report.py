@@ -199,3 +199,18 @@ def test_run_pipeline_sh_only_sets_up_and_calls_the_module(repo_root):
     assert "scripts/setup_env.sh all" in script and "-m ssb_plugin.demo.pipeline" in script
     assert "<<" not in script  # no Python heredocs
     assert "<<" not in (repo_root / "scripts" / "test.sh").read_text()
+
+
+def test_heldout_kl_reads_the_trained_target(tiny_model_dir, tmp_path):
+    """The demo's held-out KL: one value per record and model, through the one identity check
+    (ssb_plugin.train.identity), finite and positive from the student's prompt."""
+    import math
+
+    from support.curated_fixture import cached_curated_set
+
+    from ssb_plugin.demo.heldout_kl import heldout_kl
+
+    data = cached_curated_set(tiny_model_dir, tmp_path / "curated", n=3, k=8)
+    got = heldout_kl(data, {"base": str(tiny_model_dir)}, temperature=2.0)
+    assert got["temperature"] == 2.0 and len(got["ids"]) == 3
+    assert len(got["kl"]["base"]) == 3 and all(math.isfinite(v) and v > 0 for v in got["kl"]["base"])

@@ -7,7 +7,7 @@ the method does; `ChunkResult` collects the rows, every problem's outcome and th
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from ssb_plugin.record import TARGET_FIELDS, chat_prompt_ids, kept_record
 class ChunkResult:
     rows: list[dict[str, Any]]
     counts: Counter = field(default_factory=Counter)
-    timings: Counter = field(default_factory=Counter)
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     stats: Counter = field(default_factory=Counter)
     outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
 
@@ -116,11 +116,11 @@ class Curator:
         with res.timed("prepare_s"):
             students = self._student_jobs(items, res)
         with res.timed("rollout_generate_s"):
-            gens = self._generate(students, role="rollouts")
+            gens = self._generate(self._rollout_requests(students), "rollouts")
         with res.timed("grading_s"):
             teachers = self._teacher_jobs(students, gens, res)
         with res.timed("teacher_generate_s"):
-            tgens = self._generate(teachers, role="teacher")
+            tgens = self._generate(self._teacher_requests(teachers), "teacher")
         with res.timed("grading_s"):
             scoring = self._keep(teachers, tgens, res)
         with res.timed("target_scoring_s"):
@@ -142,33 +142,37 @@ class Curator:
             jobs.append(StudentJob(it, msgs, ids, budget))
         return jobs
 
-    def _generate(self, jobs: list[StudentJob] | list[TeacherJob], role: str) -> list[Generation]:
-        """K seeded rollouts per student job, or one seeded teacher answer per teacher job."""
+    def _generate(self, requests: list[Request], desc: str) -> list[Generation]:
+        return self.backend.generate(requests, desc=desc) if requests else []
+
+    def _rollout_requests(self, jobs: list[StudentJob]) -> list[Request]:
+        """K seeded rollouts per problem, on the bare question."""
         cfg = self.cfg
-        if role == "rollouts":
-            requests = [
-                Request(
-                    tuple(j.prompt_ids),
-                    cfg.rollout_temperature,
-                    cfg.rollout_top_k,
-                    j.budget,
-                    derive_seed(cfg.seed, j.problem.id, "rollout", r),
-                )
-                for j in jobs
-                for r in range(cfg.num_rollouts)
-            ]
-        else:
-            requests = [
-                Request(
-                    tuple(j.prompt_ids),
-                    cfg.teacher_temperature,
-                    cfg.teacher_top_k,
-                    j.budget,
-                    derive_seed(cfg.seed, j.student.problem.id, "teacher"),
-                )
-                for j in jobs
-            ]
-        return self.backend.generate(requests, desc=role) if requests else []
+        return [
+            Request(
+                tuple(j.prompt_ids),
+                cfg.rollout_temperature,
+                cfg.rollout_top_k,
+                j.budget,
+                derive_seed(cfg.seed, j.problem.id, "rollout", r),
+            )
+            for j in jobs
+            for r in range(cfg.num_rollouts)
+        ]
+
+    def _teacher_requests(self, jobs: list[TeacherJob]) -> list[Request]:
+        """One seeded answer per problem, on the hinted prompt."""
+        cfg = self.cfg
+        return [
+            Request(
+                tuple(j.prompt_ids),
+                cfg.teacher_temperature,
+                cfg.teacher_top_k,
+                j.budget,
+                derive_seed(cfg.seed, j.student.problem.id, "teacher"),
+            )
+            for j in jobs
+        ]
 
     def _rollouts(self, gens: list[Generation], gold: str, res: ChunkResult) -> list[Rollout]:
         rollouts = []
@@ -195,6 +199,7 @@ class Curator:
             if outcome:
                 res.mark(s.problem.id, outcome)
                 continue
+            assert choice is not None  # choose() returns a choice exactly when the problem is not dropped
             tmsgs = teacher_messages(
                 s.problem.question,
                 rollouts[choice.correct_index].text,

@@ -45,7 +45,7 @@ def easy_problems(n: int = 40, seed: int = 0, *, train_only: bool = False) -> li
     Without `train_only` the rows are exactly those of earlier releases (tests pick rows by id).
     """
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict[str, str]] = []
     while len(rows) < n:
         a, b = rng.randint(1, 9), rng.randint(1, 9)
         if train_only and is_heldout(a, b):

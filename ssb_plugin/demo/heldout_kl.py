@@ -26,17 +26,19 @@ def heldout_kl(data: str | Path, models: dict[str, str], temperature: float) -> 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ssb_plugin.record import Manifest, check_tokenizer
-    from ssb_plugin.train.selfcheck import check_rows
+    from ssb_plugin.train.identity import check_row
+    from ssb_plugin.train.targets import TargetInfo
 
     manifest = Manifest.load(data)
+    info = TargetInfo.from_manifest(manifest)  # the target training uses, at the training temperature
     rows = list(load_dataset(str(data), split="train")) if manifest.counts.get("kept") else []
-    out = {"temperature": temperature, "ids": [r["id"] for r in rows], "kl": {}}
+    out: dict = {"temperature": temperature, "ids": [r["id"] for r in rows], "kl": {}}
     for name, path in models.items():
         tok = AutoTokenizer.from_pretrained(path)
         check_tokenizer(tok, manifest)  # a different tokenizer would re-read the stored ids
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        stats = check_rows(model, tok, rows, temperature=temperature)
-        # check_rows reports T^2 * KL (the loss's scale); the report states the KL itself
+        stats = [check_row(model, tok, row, info, temperature) for row in rows]
+        # check_row reports T^2 * KL (the loss's scale); the report states the KL itself
         out["kl"][name] = [s["student_kd_per_token"] / temperature**2 for s in stats]
         del model
     return out

@@ -57,7 +57,9 @@ def named_boxes(text: str) -> str | None:
     spans = box_spans(text, limit=10)
     if len(spans) < 2:
         return None
-    names, parts, prev_start = [], [], None
+    names: list[str] = []
+    parts: list[str] = []
+    prev_start = None
     for start, end, content in reversed(spans):
         m = _NAMED_BOX_RE.match(content)
         if m is None or m.group(1) in names:

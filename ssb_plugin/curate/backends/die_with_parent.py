@@ -39,7 +39,8 @@ def _descendants(root: int) -> set[tuple[int, str]]:
         if d.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
                 parent_of[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {root}
+    found: set[tuple[int, str]] = set()
+    frontier = {root}
     while frontier:
         frontier = {pid for pid, ppid in parent_of.items() if ppid in frontier} - {p for p, _ in found}
         found |= {(pid, start) for pid in frontier if (start := _start_time(pid))}
