@@ -145,34 +145,27 @@ class Curator:
     def _generate(self, requests: list[Request], desc: str) -> list[Generation]:
         return self.backend.generate(requests, desc=desc) if requests else []
 
-    def _rollout_requests(self, jobs: list[StudentJob]) -> list[Request]:
-        """K seeded rollouts per problem, on the bare question."""
-        cfg = self.cfg
+    def _requests(self, specs, temperature: float, top_k: int) -> list[Request]:
+        """One seeded request per (prompt ids, token budget, seed key): a problem's samples are the
+        same whatever batch it lands in."""
         return [
-            Request(
-                tuple(j.prompt_ids),
-                cfg.rollout_temperature,
-                cfg.rollout_top_k,
-                j.budget,
-                derive_seed(cfg.seed, j.problem.id, "rollout", r),
-            )
-            for j in jobs
-            for r in range(cfg.num_rollouts)
+            Request(tuple(ids), temperature, top_k, budget, derive_seed(self.cfg.seed, *key))
+            for ids, budget, key in specs
         ]
 
-    def _teacher_requests(self, jobs: list[TeacherJob]) -> list[Request]:
-        """One seeded answer per problem, on the hinted prompt."""
-        cfg = self.cfg
-        return [
-            Request(
-                tuple(j.prompt_ids),
-                cfg.teacher_temperature,
-                cfg.teacher_top_k,
-                j.budget,
-                derive_seed(cfg.seed, j.student.problem.id, "teacher"),
-            )
+    def _rollout_requests(self, jobs: list[StudentJob]) -> list[Request]:
+        """K rollouts per problem, on the bare question."""
+        specs = [
+            (j.prompt_ids, j.budget, (j.problem.id, "rollout", r))
             for j in jobs
+            for r in range(self.cfg.num_rollouts)
         ]
+        return self._requests(specs, self.cfg.rollout_temperature, self.cfg.rollout_top_k)
+
+    def _teacher_requests(self, jobs: list[TeacherJob]) -> list[Request]:
+        """One answer per problem, on the hinted prompt."""
+        specs = [(j.prompt_ids, j.budget, (j.student.problem.id, "teacher")) for j in jobs]
+        return self._requests(specs, self.cfg.teacher_temperature, self.cfg.teacher_top_k)
 
     def _rollouts(self, gens: list[Generation], gold: str, res: ChunkResult) -> list[Rollout]:
         rollouts = []
