@@ -72,7 +72,8 @@ def test_two_process_torchrun_launch_shards_data_and_trains(tiny_model_dir, tmp_
     steps = [h for h in read_log_history(tmp_path / "lora") if "ssb_kd" in h]
     # one epoch of 8 records at micro-batch 1: 8 steps alone, 4 when two ranks share the data
     assert [h["step"] for h in steps] == [1, 2, 3, 4], steps
-    # ssb_kd is the stored target's unbiased estimate: a single step may dip below 0 near the teacher
+    # ssb_kd is the stored target's unbiased estimate: near the teacher (the tiny model is peaked) a
+    # step, or the sum of these four, may dip below 0; it must be computed (finite, not all zero)
     assert all(math.isfinite(h["ssb_kd"]) and h["ssb_answer_tokens"] > 0 for h in steps)
-    assert sum(h["ssb_kd"] for h in steps) > 0
+    assert any(h["ssb_kd"] != 0 for h in steps)
     assert (tmp_path / "lora" / "adapter_model.safetensors").exists()
