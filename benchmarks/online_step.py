@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import train_step  # noqa: E402
 from train_step import build, rss_kib, sync  # noqa: E402  (the shared model/batch of the step benchmarks)
 
 
@@ -48,19 +49,7 @@ def online_batch(batch: dict, hint: float) -> dict:
 def step_fn(mode, model, batch, args):
     from ssb_plugin.train.online import online_forward
 
-    def sft():
-        out = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
-        )
-        out.loss.backward()
-
-    def online():
-        loss, _, _, n, _ = online_forward(
-            model, dict(batch), temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=args.chunk
-        )
-        (loss / max(n, 1)).backward()
-
-    return sft if mode == "sft" else online
+    return train_step.step_fn(mode, model, batch, args, forward=online_forward)
 
 
 def setup(args):

@@ -89,8 +89,11 @@ def build(args):
     return model, {key: v.to(args.device) for key, v in batch.items()}, cfg
 
 
-def step_fn(mode, model, batch, args):
+def step_fn(mode, model, batch, args, forward=None):
+    """The timed step: HF's SFT loss, or `forward` (default: the stored-target ssb_forward)."""
     from ssb_plugin.train.loss import ssb_forward
+
+    forward = forward or ssb_forward
 
     def sft():
         out = model(
@@ -99,7 +102,7 @@ def step_fn(mode, model, batch, args):
         out.loss.backward()
 
     def ssb():
-        loss, _, _, n, _ = ssb_forward(
+        loss, _, _, n, _ = forward(
             model, dict(batch), temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=args.chunk
         )
         (loss / max(n, 1)).backward()
