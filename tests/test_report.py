@@ -188,9 +188,11 @@ def test_demo_pipeline_end_to_end(repo_root, tmp_path):
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "lora" / "adapter_model.safetensors").exists()
     timings = json.loads((run / "timings.json").read_text())
-    assert {"curate", "curate_heldout", "train", "merge", "eval_base", "eval_ssb", "heldout_kl"} <= set(
-        timings
-    )
+    stages = {"curate", "curate_heldout", "train", "merge", "eval_base", "eval_ssb", "heldout_kl"}
+    assert stages <= set(timings) and "embedded_model" in timings
+    # the two lanes overlapped: the elapsed time is less than the stages' sum
+    assert timings["wall"] < sum(timings[k] for k in stages)
+    assert (run / "logs" / "curate_heldout.log").read_text().startswith("$ ")
 
 
 def test_run_pipeline_sh_only_sets_up_and_calls_the_module(repo_root):

@@ -2,11 +2,14 @@
 
     ssb-demo runs/demo        (`make demo` builds the environments, then runs this)
 
-Stages: easy problems (training pairs only) -> ssb-curate (vLLM) on them and on the shipped
-held-out pairs -> axolotl train (CPU recipe) -> axolotl merge-lora -> lm_eval (vLLM) on the base
-and the trained model -> the student's held-out KL to the teacher, before and after -> report.md.
-Each stage prints a banner and its time lands in timings.json. Run from a checkout (the recipe is
-read from `recipes/`); generation runs in the vLLM environment, training in this one.
+Stages, in two lanes that run at once (ssb_plugin.demo.lanes), each on half of the CPUs:
+  main: easy problems (training pairs only) -> ssb-curate (vLLM) -> axolotl train (CPU recipe)
+        -> axolotl merge-lora -> lm_eval (vLLM) on the trained model
+  side: ssb-curate on the shipped held-out pairs -> lm_eval on the base model -> (once the merge
+        is done) the student's held-out KL to the teacher, before and after training
+then report.md. Each stage prints a banner and its time lands in timings.json (with the wall
+time). Run from a checkout (the recipe is read from `recipes/`); generation runs in the vLLM
+environment, training in this one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from pathlib import Path
 from ssb_plugin.atomic import atomic_write_text
 from ssb_plugin.data import packaged
 from ssb_plugin.demo.easy import write_easy
+from ssb_plugin.demo.lanes import Cancelled, Lane, StageClock, run_side_by_side, split_cpus
 
 HELDOUT_TASK = "ssb_easy_heldout"
 
@@ -43,42 +48,17 @@ class Settings:
     vllm_bin: Path  # bin/ of the generation venv (ssb-curate on vLLM, lm_eval on vLLM)
 
 
-class Stages:
-    """Runs named stages with a banner; their wall times go to `timings.json` as they finish."""
-
-    def __init__(self, path: Path, initial: dict[str, float]):
-        self.path, self.times, self.start = path, dict(initial), time.monotonic()
-
-    def __call__(self, name: str, fn, *args) -> None:
-        print(f"\n==> [{time.strftime('%H:%M:%S')}] {name}", flush=True)
-        t0 = time.monotonic()
-        fn(*args)
-        self.times[name] = round(time.monotonic() - t0, 1)
-        self.save()
-
-    def save(self, total: bool = False) -> None:
-        times = dict(self.times)
-        if total:
-            times["total"] = round(sum(self.times.values()), 1)
-        atomic_write_text(self.path, json.dumps(times, indent=2))
-
-
-def _sh(cmd: list, timeout: int = 3600) -> None:
-    print("$ " + " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, timeout=timeout)
-
-
-def write_problems(s: Settings) -> None:
+def write_problems(lane: Lane, s: Settings) -> None:
     write_easy(s.run / "problems.jsonl", s.problems, seed=0, train_only=True)
     rows = packaged("easy_heldout.jsonl").read_text(encoding="utf-8").splitlines()[: s.heldout]
     atomic_write_text(s.run / "heldout.jsonl", "".join(r + "\n" for r in rows))
 
 
-def curate(s: Settings, problems: str, out: str) -> None:
+def curate(lane: Lane, s: Settings, problems: str, out: str) -> None:
     # SmolLM2 rarely writes \boxed{}: the last-number fallback is on for this demo (off by default).
     # Its verified hinted answers to these problems run 12-170 tokens; longer ones ramble (too_long).
     venv_bin = s.vllm_bin if s.backend == "vllm" else s.train_bin
-    _sh(
+    lane.sh(
         [venv_bin / "ssb-curate", "--model", s.model, "--data", s.run / problems, "--out", s.run / out]
         + ["--id-field", "id", "--backend", s.backend, "--answer-fallback", "--num-rollouts", "4"]
         + ["--rollout-max-tokens", "128", "--teacher-max-tokens", "256", "--max-model-len", "2048"]
@@ -101,19 +81,20 @@ def train_config(s: Settings) -> dict:
     return cfg
 
 
-def train(s: Settings) -> None:
+def train(lane: Lane, s: Settings) -> None:
     import yaml
 
     atomic_write_text(s.run / "train.yml", yaml.safe_dump(train_config(s), sort_keys=False))
     shutil.rmtree(s.run / "prepared", ignore_errors=True)  # this run's own cache, rebuilt each time
-    _sh([s.train_bin / "axolotl", "train", s.run / "train.yml"])
+    lane.sh([s.train_bin / "axolotl", "train", s.run / "train.yml"])
 
 
-def merge(s: Settings) -> None:
-    _sh([s.train_bin / "axolotl", "merge-lora", s.run / "train.yml"], timeout=1800)
+def merge(lane: Lane, s: Settings, done: threading.Event) -> None:
+    lane.sh([s.train_bin / "axolotl", "merge-lora", s.run / "train.yml"], timeout=1800)
+    done.set()
 
 
-def evaluate(s: Settings, name: str, model_dir: str) -> None:
+def evaluate(lane: Lane, s: Settings, name: str, model_dir: str) -> None:
     """lm_eval on vLLM: the held-out problems the run curated, the others' first `eval_limit`."""
     limited = {t: list(range(s.eval_limit)) for t in s.tasks if t != HELDOUT_TASK}
     limited[HELDOUT_TASK] = list(range(s.heldout))
@@ -123,7 +104,7 @@ def evaluate(s: Settings, name: str, model_dir: str) -> None:
     )
     from ssb_plugin.tasks import include_path
 
-    _sh(
+    lane.sh(
         [s.vllm_bin / "lm_eval", "--model", "vllm", "--model_args", model_args]
         + ["--include_path", include_path(), "--tasks", ",".join(limited)]
         + ["--samples", json.dumps(limited), "--apply_chat_template", "--batch_size", "auto"]
@@ -137,32 +118,45 @@ def evaluate(s: Settings, name: str, model_dir: str) -> None:
     )
 
 
-def heldout_kl(s: Settings) -> None:
+def heldout_kl(lane: Lane, s: Settings, merged: threading.Event) -> None:
     import yaml
 
+    lane.wait_for(merged, "the merged model")
     temperature = yaml.safe_load(s.recipe.read_text()).get("ssb_temperature", 2.0)
-    _sh(
+    lane.sh(
         [s.train_bin / "python", "-m", "ssb_plugin.demo.heldout_kl", "--data", s.run / "heldout_curated"]
         + ["--model", f"base={s.model}", "--model", f"ssb={s.run / 'lora' / 'merged'}"]
         + ["--temperature", str(temperature), "--out", s.run / "heldout_kl.json"]
     )
 
 
-def run(s: Settings, setup_seconds: float | None = None) -> Path:
+def run(s: Settings, before: dict[str, float] | None = None) -> Path:
     from ssb_plugin.demo.report import build_report
 
     s.run.mkdir(parents=True, exist_ok=True)
-    stages = Stages(s.run / "timings.json", {"setup": setup_seconds} if setup_seconds is not None else {})
-    print(f"model: {s.model}\nrun dir: {s.run}", flush=True)
-    stages("problems", write_problems, s)
-    stages("curate", curate, s, "problems.jsonl", "curated")
-    stages("curate_heldout", curate, s, "heldout.jsonl", "heldout_curated")
-    stages("train", train, s)
-    stages("merge", merge, s)
-    stages("eval_base", evaluate, s, "base", s.model)
-    stages("eval_ssb", evaluate, s, "ssb", str(s.run / "lora" / "merged"))
-    stages("heldout_kl", heldout_kl, s)
-    stages.save(total=True)
+    clock = StageClock(s.run / "timings.json", before or {})
+    main_cpus, side_cpus = split_cpus(sorted(os.sched_getaffinity(0)))
+    main = Lane("main", main_cpus, clock)
+    side = Lane("side", side_cpus, clock, log_dir=s.run / "logs")
+    print(
+        f"model: {s.model}\nrun dir: {s.run}\nCPUs: main lane {main_cpus}, side lane {side_cpus}", flush=True
+    )
+    main.stage("problems", write_problems, s)
+    merged = threading.Event()
+
+    def main_lane() -> None:
+        main.stage("curate", curate, s, "problems.jsonl", "curated")
+        main.stage("train", train, s)
+        main.stage("merge", merge, s, merged)
+        main.stage("eval_ssb", evaluate, s, "ssb", str(s.run / "lora" / "merged"))
+
+    def side_lane() -> None:
+        side.stage("curate_heldout", curate, s, "heldout.jsonl", "heldout_curated")
+        side.stage("eval_base", evaluate, s, "base", s.model)
+        side.stage("heldout_kl", heldout_kl, s, merged)
+
+    run_side_by_side(main, main_lane, side, side_lane)
+    clock.finish()
     return build_report(
         s.run / "report.md",
         s.run / "curated",
@@ -178,7 +172,8 @@ def _env_default(name: str, default):
     return type(default)(os.environ.get(name, default))
 
 
-def parse_args(argv: list[str] | None) -> tuple[Settings, float | None]:
+def parse_args(argv: list[str] | None) -> tuple[Settings, dict[str, float]]:
+    """The settings, and the times of what ran before the stages (setup, the embedded model's conversion)."""
     ap = argparse.ArgumentParser(prog="ssb-demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, nargs="?", default=Path("runs/demo"), help="run directory")
     ap.add_argument("--model", default=os.environ.get("SSB_MODEL"), help="default: the embedded model")
@@ -201,9 +196,14 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, float | None]:
         ap.error(f"recipe {a.recipe} not found: run from a checkout or pass --recipe")
     from ssb_plugin.embedded import default_model
 
+    before = {} if a.setup_seconds is None else {"setup": a.setup_seconds}
+    t0 = time.monotonic()
+    model = a.model or default_model()  # the first run converts the embedded GGUF (tens of seconds)
+    if not a.model:
+        before["embedded_model"] = round(time.monotonic() - t0, 1)
     s = Settings(
         run=a.run.resolve(),
-        model=a.model or default_model(),
+        model=model,
         problems=a.problems,
         heldout=min(a.heldout, 40),
         eval_limit=a.eval_limit,
@@ -214,7 +214,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, float | None]:
         train_bin=a.train_venv.resolve() / "bin",
         vllm_bin=a.vllm_venv.resolve() / "bin",
     )
-    return s, a.setup_seconds
+    return s, before
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,17 +228,20 @@ def main(argv: list[str] | None = None) -> int:
         "VLLM_CPU_KVCACHE_SPACE": "1",
     }.items():
         os.environ.setdefault(key, value)
-    s, setup_seconds = parse_args(argv)
+    s, before = parse_args(argv)
     # axolotl's launcher execs `accelerate` from PATH
     os.environ["PATH"] = f"{s.train_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     t0 = time.monotonic()
     try:
-        report = run(s, setup_seconds)
+        report = run(s, before)
     except subprocess.CalledProcessError as e:
         print(f"ssb-demo: {e.cmd[0]} failed with exit status {e.returncode}", file=sys.stderr)
         return 1
     except subprocess.TimeoutExpired as e:
         print(f"ssb-demo: {e.cmd[0]} did not finish within {e.timeout:.0f} s", file=sys.stderr)
+        return 1
+    except Cancelled as e:
+        print(f"ssb-demo: {e}", file=sys.stderr)
         return 1
     print(f"\n==> done in {time.monotonic() - t0:.0f} s: {report}")
     return 0

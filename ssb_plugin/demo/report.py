@@ -218,6 +218,13 @@ def build_report(
     if timings is not None and Path(timings).exists():
         t = json.loads(Path(timings).read_text())
         parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in t.items()]), ""]
+        if "wall" in t:
+            parts += [
+                "`wall` is the pipeline's elapsed time after setup: its two lanes run at once (training side: "
+                "curate, train, merge, eval_ssb; held-out side: curate_heldout, eval_base, heldout_kl), "
+                "so the stages add up to more.",
+                "",
+            ]
     else:
         parts += ["(not recorded)", ""]
     atomic_write_text(out, "\n".join(parts))
