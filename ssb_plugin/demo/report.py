@@ -220,7 +220,7 @@ def build_report(
         parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in t.items()]), ""]
         if "wall" in t:
             parts += [
-                "`wall` is the pipeline's elapsed time after setup: its two lanes run at once (training side: "
+                "`wall` is the pipeline's elapsed time after setup and the model's conversion: its two lanes run at once (training side: "
                 "curate, train, merge, eval_ssb; held-out side: curate_heldout, eval_base, heldout_kl), "
                 "so the stages add up to more.",
                 "",
