@@ -60,7 +60,7 @@ def _wait_for_file(path, timeout: float = 30) -> str:
 @pytest.fixture
 def lanes(tmp_path):
     clock = StageClock(tmp_path / "timings.json", {"setup": 3.0})
-    return clock, Lane("main", [0], clock), Lane("side", [1], clock, log_dir=tmp_path / "logs")
+    return clock, Lane("main", [0], clock), Lane("side", [1], clock, log_dir=tmp_path / "logs", niceness=5)
 
 
 @pytest.mark.parametrize(
@@ -91,10 +91,11 @@ def test_lanes_overlap_and_every_stage_is_timed(lanes, tmp_path):
 def test_each_lane_command_gets_its_cpus_and_the_side_lane_writes_a_log(lanes, tmp_path):
     _, main, side = lanes
     show = _py(
-        "import os; print('bind=' + os.environ['VLLM_CPU_OMP_THREADS_BIND'], os.environ['OMP_NUM_THREADS'])"
+        "import os; print('bind=' + os.environ['VLLM_CPU_OMP_THREADS_BIND'], os.environ['OMP_NUM_THREADS'], "
+        "'nice=' + str(os.nice(0)))"
     )
     side.stage("probe", lambda lane: lane.sh(show))
-    assert "bind=1 1" in (tmp_path / "logs" / "probe.log").read_text()
+    assert f"bind=1 1 nice={os.nice(0) + 5}" in (tmp_path / "logs" / "probe.log").read_text()
     out = subprocess.run(
         _py(
             "from ssb_plugin.demo.lanes import Lane, StageClock; from pathlib import Path; import sys; "
@@ -192,3 +193,13 @@ run_side_by_side(main, lambda: main.stage("a", lambda l: l.sh(sleeper("main.pid"
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert not _alive(main_pid) and not _alive(side_pid)
+
+
+def test_a_rerun_stage_log_holds_only_this_run(lanes, tmp_path):
+    _, _, side = lanes
+    side.stage("eval_base", lambda lane: lane.sh(_py("print('first run')")))
+    side.stage(
+        "eval_base", lambda lane: (lane.sh(_py("print('second run')")), lane.sh(_py("print('part two')")))
+    )
+    log = (tmp_path / "logs" / "eval_base.log").read_text()
+    assert "first run" not in log and "second run" in log and "part two" in log

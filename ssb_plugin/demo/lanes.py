@@ -5,7 +5,9 @@ mostly waits: run one after the other, the demo's stages keep one of two cores i
 independent chains (the training side: curate -> train -> merge -> evaluate; the held-out side:
 curate -> evaluate the base model -> held-out KL) therefore run at once, each lane's vLLM bound
 to its own CPUs (`VLLM_CPU_OMP_THREADS_BIND`) and its torch to as many threads (`OMP_NUM_THREADS`). The main lane prints to the terminal; the side
-lane's commands write to a log file per stage, named in its banner and quoted when it fails.
+lane's commands write to a log file per stage, named in its banner and quoted when it fails, and
+run at a lower priority: the main lane is the longer one, so where the two lanes' unpinned
+processes (vLLM's front ends) compete, the main lane's go first.
 A failure or Ctrl-C in either lane stops the other lane's running command (its process group).
 """
 
@@ -67,8 +69,11 @@ def split_cpus(cpus: list[int]) -> tuple[list[int], list[int]]:
 class Lane:
     """Runs stages (banner, timing) and their commands with this lane's CPUs and output."""
 
-    def __init__(self, name: str, cpus: list[int], clock: StageClock, log_dir: Path | None = None):
+    def __init__(
+        self, name: str, cpus: list[int], clock: StageClock, log_dir: Path | None = None, niceness: int = 0
+    ):
         self.name, self.cpus, self.clock, self.log_dir = name, cpus, clock, log_dir
+        self.niceness = niceness
         self.cancelled = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._stage = ""
@@ -88,13 +93,15 @@ class Lane:
 
     def stage(self, name: str, fn: Callable, *args) -> None:
         log = self.log_path(name)
+        if log is not None and log.exists():
+            log.unlink()  # this run's log only (the file is the demo's own, in its run directory)
         where = f" ({self.name} lane; output: {log})" if log is not None else ""
         print(f"\n==> [{time.strftime('%H:%M:%S')}] {name}{where}", flush=True)
         self._stage, t0 = name, time.monotonic()
         fn(self, *args)
         self.clock.record(name, time.monotonic() - t0)
         if log is not None:
-            print(f"==> [{time.strftime('%H:%M:%S')}] {name} done ({self.name} lane)", flush=True)
+            print(f"\n==> [{time.strftime('%H:%M:%S')}] {name} done ({self.name} lane)", flush=True)
 
     def sh(self, cmd: list, timeout: int = 3600) -> None:
         """Run one command to completion in its own process group; raise CalledProcessError on failure."""
@@ -119,6 +126,8 @@ class Lane:
                     stderr=subprocess.STDOUT if out else None,
                     start_new_session=True,
                 )
+                if self.niceness:  # its group: what it starts from now on inherits the priority
+                    os.setpriority(os.PRIO_PGRP, self._proc.pid, self.niceness)
             try:
                 rc = self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
