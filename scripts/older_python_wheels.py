@@ -28,9 +28,8 @@ def older_python_wheels(dists=None, current: tuple[int, int] = sys.version_info[
         tags = [t.split("-") for t in re.findall(r"^Tag:\s*(\S+)", wheel, re.M)]
         # pure wheels only: a binary's pyXY tag is a floor (abi-agnostic build), not a target
         versions = [VERSIONED.match(t[0]) if t[1:] == ["none", "any"] else None for t in tags]
-        if versions and all(versions):
-            if all((int(m[1]), int(m[2])) < current for m in versions if m):
-                out.append(f"{dist.metadata['Name']}=={dist.version}")
+        if versions and all(m and (int(m[1]), int(m[2])) < current for m in versions):
+            out.append(f"{dist.metadata['Name']}=={dist.version}")
     return sorted(set(out))
 
 

@@ -4,10 +4,10 @@ On CPU, vLLM pins its model worker to one core and leaves the others to its fron
 mostly waits: run one after the other, the demo's stages keep one of two cores idle. Its two
 independent chains (the training side: curate -> train -> merge -> evaluate; the held-out side:
 curate -> evaluate the base model -> held-out KL) therefore run at once, each lane's vLLM bound
-to its own CPUs (`VLLM_CPU_OMP_THREADS_BIND`) and its torch to as many threads (`OMP_NUM_THREADS`). The main lane prints to the terminal; the side
-lane's commands write to a log file per stage, named in its banner and quoted when it fails, and
-run at a lower priority: the main lane is the longer one, so where the two lanes' unpinned
-processes (vLLM's front ends) compete, the main lane's go first.
+to its own CPUs (`VLLM_CPU_OMP_THREADS_BIND`) and its torch to as many threads (`OMP_NUM_THREADS`).
+The main lane prints to the terminal; the side lane's commands write to a log file per stage,
+named in its banner and quoted when it fails, and run at a lower priority: the main lane is the
+longer one, so where the two lanes' unpinned processes (vLLM's front ends) compete, its go first.
 A failure or Ctrl-C in either lane stops the other lane's running command (its process group).
 """
 
@@ -130,22 +130,18 @@ class Lane:
                     os.setpriority(os.PRIO_PGRP, self._proc.pid, self.niceness)
             try:
                 rc = self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            except BaseException:  # the timeout, or Ctrl-C in the main lane: the group is ours to stop
                 self._kill()
                 raise
-            except BaseException:  # Ctrl-C in the main lane: its own command's group is ours to stop
-                self._kill()
-                raise
-            if rc != 0:
-                if self.cancelled.is_set():
-                    raise Cancelled(f"{self.name} lane stopped during {self._stage}")
-                if log is not None and out is not None:
-                    out.close()
-                    print_tail(log)
-                raise subprocess.CalledProcessError(rc, cmd)
         finally:
             if out is not None:
                 out.close()
+        if rc != 0:
+            if self.cancelled.is_set():
+                raise Cancelled(f"{self.name} lane stopped during {self._stage}")
+            if log is not None:
+                print_tail(log)
+            raise subprocess.CalledProcessError(rc, cmd)
 
     def wait_for(self, event: threading.Event, what: str) -> None:
         """Block until `event` (set by the other lane), unless this lane is stopped first."""
@@ -178,7 +174,7 @@ def run_side_by_side(
 ) -> None:
     """`side_fn` in a thread while `main_fn` runs here; the first failure stops the other lane.
 
-    Raises the main lane's error, else the side lane's (its log is named in the message)."""
+    Raises the main lane's error, else the side lane's (whose log's tail is already on stderr)."""
     errors: list[BaseException] = []
 
     def side_body() -> None:
