@@ -95,8 +95,10 @@ class SSBTrainer(AxolotlTrainer):
         kd, ce, n = self._ssb_acc[key]
         if n:
             prefix = "" if key == "train" else "eval_"
-            logs[f"{prefix}ssb_kd"] = round(float(kd) / n, 6)
-            logs[f"{prefix}ssb_ce"] = round(float(ce) / n, 6)
+            # Unrounded, like HF's loss: near the teacher the KD term is ~1e-5 and a fixed
+            # number of decimals would cut its digits (and its match with `loss`).
+            logs[f"{prefix}ssb_kd"] = float(kd) / n
+            logs[f"{prefix}ssb_ce"] = float(ce) / n
             logs[f"{prefix}ssb_answer_tokens"] = n
         self._ssb_acc[key] = [0.0, 0.0, 0]
         return super().log(logs, start_time)
