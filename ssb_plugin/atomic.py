@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -67,3 +67,22 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def publish_dir(tmp: str | os.PathLike, out: str | os.PathLike, complete: Callable[[Path], bool]) -> Path:
+    """Rename a fully built directory `tmp` (a sibling of `out`) to `out`; the first of concurrent
+    builders wins. A complete `out` already there is kept and `tmp` dropped: replacing it would pull
+    files from under a process reading them. An incomplete one (an older layout) is replaced."""
+    import shutil
+
+    tmp, out = Path(tmp), Path(out)
+    if not complete(out):
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+            return out
+        except OSError:  # another builder published between the check and the rename
+            if not complete(out):
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out

