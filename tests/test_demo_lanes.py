@@ -84,7 +84,8 @@ def test_lanes_overlap_and_every_stage_is_timed(lanes, tmp_path):
     (a0, a1, _), (b0, b1, _) = json.loads(a.read_text()), json.loads(b.read_text())
     assert a0 < b1 and b0 < a1  # the two commands ran at the same time
     times = json.loads((tmp_path / "timings.json").read_text())
-    assert set(times) == {"setup", "main_work", "side_work", "wall"}
+    assert set(times) == {"setup", "main_work", "side_work", "wall", "lanes"}
+    assert times["lanes"] == {"main_work": "main", "side_work": "side"}  # what the report's table shows
     assert times["wall"] < times["main_work"] + times["side_work"]
 
 

@@ -103,7 +103,16 @@ def test_report_has_every_section_and_a_plot(tmp_path):
         )
     )
     timings = tmp_path / "timings.json"
-    timings.write_text(json.dumps({"curate": 12.0, "train": 30.0}))
+    timings.write_text(
+        json.dumps(
+            {
+                "curate": 12.0,
+                "eval_base": 20.0,
+                "wall": 33.0,
+                "lanes": {"curate": "main", "eval_base": "side"},
+            }
+        )
+    )
     report = build_report(
         tmp_path / "report.md",
         curated,
@@ -126,6 +135,13 @@ def test_report_has_every_section_and_a_plot(tmp_path):
     assert "| 0.6000 ± 0.0577 | 0.4167 ± 0.0601 | -0.1833 ± 0.0167 | yes: 11.0 standard errors down |" in text
     # the training summary: per-epoch means, not first vs last step
     assert "| 1 | 2 | 1.5000 |" in text and "| 2 | 1 | 0.5000 |" in text
+    # timings: each stage with the lane that ran it (from timings.json, not a list in the report)
+    assert (
+        "| curate | main | 12 |" in text
+        and "| eval_base | side | 20 |" in text
+        and "| wall |  | 33 |" in text
+    )
+    assert "its lanes run at once" in text
     png = tmp_path / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -148,6 +164,7 @@ def test_missing_eval_results_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.pipeline
+@pytest.mark.timeout(2400)  # ~7 min alone; it shares 2 cores with the other test worker
 def test_demo_pipeline_end_to_end(repo_root, tmp_path):
     """The demo module `make demo` runs after the setup (`ssb-demo`), on a small slice, every stage
     for real, with no data setting: the held-out set and the eval data come from the package."""

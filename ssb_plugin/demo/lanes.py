@@ -30,16 +30,21 @@ class Cancelled(RuntimeError):
     """The other lane failed, so this one stopped."""
 
 
+LANES_KEY = "lanes"  # timings.json: {stage: seconds, ..., "lanes": {stage: lane name}}
+
+
 class StageClock:
-    """Each stage's wall time (seconds) in a JSON file, saved as stages finish, from either lane."""
+    """Each stage's wall time (seconds) and lane in a JSON file, saved as stages finish, from either lane."""
 
     def __init__(self, path: Path, initial: dict[str, float]):
         self.path, self.times, self.start = path, dict(initial), time.monotonic()
+        self.lanes: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def record(self, name: str, seconds: float) -> None:
+    def record(self, name: str, seconds: float, lane: str) -> None:
         with self._lock:
             self.times[name] = round(seconds, 1)
+            self.lanes[name] = lane
             self._save(self.times)
 
     def finish(self) -> None:
@@ -48,7 +53,7 @@ class StageClock:
             self._save({**self.times, "wall": round(time.monotonic() - self.start, 1)})
 
     def _save(self, times: dict) -> None:
-        atomic_write_text(self.path, json.dumps(times, indent=2))
+        atomic_write_text(self.path, json.dumps({**times, LANES_KEY: self.lanes}, indent=2))
 
 
 def print_tail(log: Path, lines: int = 40) -> None:
@@ -99,13 +104,15 @@ class Lane:
         print(f"\n==> [{time.strftime('%H:%M:%S')}] {name}{where}", flush=True)
         self._stage, t0 = name, time.monotonic()
         fn(self, *args)
-        self.clock.record(name, time.monotonic() - t0)
+        self.clock.record(name, time.monotonic() - t0, self.name)
         if log is not None:
             print(f"\n==> [{time.strftime('%H:%M:%S')}] {name} done ({self.name} lane)", flush=True)
 
     def sh(self, cmd: list, timeout: int = 3600) -> None:
         """Run one command to completion in its own process group; raise CalledProcessError on failure."""
         cmd = [str(c) for c in cmd]
+        if self.niceness:  # set before exec, so the command never runs a moment at the caller's priority
+            cmd = ["nice", "-n", str(self.niceness), *cmd]
         log = self.log_path(self._stage)
         if log is None:
             print("$ " + " ".join(cmd), flush=True)
@@ -126,8 +133,6 @@ class Lane:
                     stderr=subprocess.STDOUT if out else None,
                     start_new_session=True,
                 )
-                if self.niceness:  # its group: what it starts from now on inherits the priority
-                    os.setpriority(os.PRIO_PGRP, self._proc.pid, self.niceness)
             try:
                 rc = self._proc.wait(timeout=timeout)
             except BaseException:  # the timeout, or Ctrl-C in the main lane: the group is ours to stop

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ssb_plugin.atomic import atomic_write_text
 from ssb_plugin.demo import compare
+from ssb_plugin.demo.lanes import LANES_KEY
 from ssb_plugin.record import OUTCOMES, Manifest
 from ssb_plugin.train.training_log import read_log_history
 
@@ -217,12 +218,13 @@ def build_report(
     parts += [SECTIONS[4], ""]
     if timings is not None and Path(timings).exists():
         t = json.loads(Path(timings).read_text())
-        parts += [markdown_table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in t.items()]), ""]
-        if "wall" in t:
+        lanes = t.pop(LANES_KEY, {})
+        rows = [[k, lanes.get(k, ""), f"{v:.0f}"] for k, v in t.items()]
+        parts += [markdown_table(["stage", "lane", "seconds"], rows), ""]
+        if "wall" in t and len(set(lanes.values())) > 1:
             parts += [
-                "`wall` is the pipeline's elapsed time after setup and the model's conversion: its two lanes run at once (training side: "
-                "curate, train, merge, eval_ssb; held-out side: curate_heldout, eval_base, heldout_kl), "
-                "so the stages add up to more.",
+                "`wall` is the pipeline's elapsed time after setup and the model's conversion: its lanes run at "
+                "once, so the stages add up to more.",
                 "",
             ]
     else:
