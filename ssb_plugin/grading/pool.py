@@ -102,6 +102,7 @@ class WorkerPool:
     def _acquire(self, deadline: float) -> _Worker | None:
         with self._cond:
             while True:
+                self._drop_dead_idle()
                 if self._idle:
                     # Prefer a worker that has finished starting.
                     for i, w in enumerate(self._idle):
@@ -122,6 +123,15 @@ class WorkerPool:
                 self._count -= 1
                 self._cond.notify()
             raise
+
+    def _drop_dead_idle(self) -> None:
+        """Idle workers that exited (killed from outside, OOM) leave the pool: with several dead ones,
+        the one retry in `call` could otherwise meet a second corpse. Caller holds the lock."""
+        dead = [w for w in self._idle if w.proc.poll() is not None]
+        for w in dead:
+            self._idle.remove(w)
+            self._count -= 1
+            w.kill()  # reaps it and closes its pipes
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         if not healthy:
