@@ -12,7 +12,9 @@ bash scripts/setup_env.sh all || { echo "environment setup failed" >&2; exit 1; 
 .venv/bin/ruff check . && .venv/bin/ruff format --check . || { echo "lint failed (ruff)" >&2; exit 1; }
 .venv/bin/mypy || { echo "type check failed (mypy)" >&2; exit 1; }
 out=$(mktemp -d)
-.venv/bin/python -m pytest -m "not vllm" --junitxml="$out/train.xml" -p no:cacheprovider "$@"; rc1=$?
+# Two workers: most tests keep torch to one thread, so one process leaves a core idle. Tests on fixed
+# TCP ports share one worker (tests/conftest.py, xdist_group "tcp-ports").
+.venv/bin/python -m pytest -m "not vllm" -n 2 --dist loadgroup --junitxml="$out/train.xml" -p no:cacheprovider "$@"; rc1=$?
 # The Axolotl 0.21 run goes beside the vLLM run (vLLM's CPU worker keeps to one core); its output
 # is printed when both are done.
 rc3=0

@@ -43,10 +43,25 @@ MODEL_FIXTURES = {
 }
 
 
+# Tests that start 2-rank process groups on fixed TCP ports (torchrun's default 29500, the sharded
+# checks' own): under `pytest -n 2 --dist loadgroup` (scripts/test.sh) they share one worker, so
+# two of them never listen on the same port at once.
+TCP_PORT_TESTS = (
+    "test_distributed.py::",
+    "test_sharded.py::",
+    "test_online_train.py::test_two_process_torchrun_online",
+    "test_loss_model.py::test_ddp_two_ranks_match_single_process",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
+        if any(key in item.nodeid for key in TCP_PORT_TESTS):
+            item.add_marker(pytest.mark.xdist_group("tcp-ports"))
+    # The demo pipeline (~7 min) starts first so it is never the last test left running.
+    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
 
 
 @pytest.fixture(scope="session")
