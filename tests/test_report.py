@@ -204,6 +204,9 @@ def test_demo_pipeline_end_to_end(repo_root, tmp_path):
     assert "| epoch | logged steps | mean loss |" in text
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "lora" / "adapter_model.safetensors").exists()
+    for log in ("curate_heldout.log", "eval_base.log"):  # vLLM ran in-process (pipeline.VLLM_IN_PROCESS)
+        text = (run / "logs" / log).read_text()
+        assert "(MainProcess pid=" in text and "(EngineCore pid=" not in text and "(Worker pid=" not in text
     timings = json.loads((run / "timings.json").read_text())
     stages = {"curate", "curate_heldout", "train", "merge", "eval_base", "eval_ssb", "heldout_kl"}
     assert stages <= set(timings) and "embedded_model" in timings

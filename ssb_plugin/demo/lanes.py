@@ -1,13 +1,12 @@
 """Two lanes of demo stages side by side, each with its own share of the CPUs.
 
-On CPU, vLLM pins its model worker to one core and leaves the others to its front end, which
-mostly waits: run one after the other, the demo's stages keep one of two cores idle. Its two
-independent chains (the training side: curate -> train -> merge -> evaluate; the held-out side:
-curate -> evaluate the base model -> held-out KL) therefore run at once, each lane's vLLM bound
-to its own CPUs (`VLLM_CPU_OMP_THREADS_BIND`) and its torch to as many threads (`OMP_NUM_THREADS`).
-The main lane prints to the terminal; the side lane's commands write to a log file per stage,
-named in its banner and quoted when it fails, and run at a lower priority: the main lane is the
-longer one, so where the two lanes' unpinned processes (vLLM's front ends) compete, its go first.
+Run one after the other, the demo's stages keep one of two cores mostly idle (a 135M model's
+generation and training do not fill two cores). Its two independent chains (the training side:
+curate -> train -> merge -> evaluate; the held-out side: curate -> evaluate the base model ->
+held-out KL) therefore run at once, each lane's torch and vLLM kept to as many threads as it has
+CPUs (`OMP_NUM_THREADS`). The main lane prints to the terminal; the side lane's commands write to
+a log file per stage, named in its banner and quoted when it fails, and run at a lower priority:
+the main lane is the longer one, so where the two compete, its processes go first.
 A failure or Ctrl-C in either lane stops the other lane's running command (its process group).
 """
 
@@ -87,9 +86,8 @@ class Lane:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.cpus:
-            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in self.cpus)
-            # torch's own threads too (training, the KL): one more thread than cores against the
-            # other lane's busy-waiting vLLM worker made the held-out KL 4x slower (36 s -> 164 s)
+            # torch's threads (training, the KL, in-process vLLM): one more thread than cores
+            # against the other lane's busy vLLM made the held-out KL 4x slower (36 s -> 164 s)
             env["OMP_NUM_THREADS"] = str(len(self.cpus))
         return env
 
