@@ -8,7 +8,7 @@ demo:             ## set up and run the whole pipeline on the embedded model -> 
 test:             ## set up, lint and run the whole suite offline (all venvs)
 	bash scripts/test.sh
 check: lint typecheck  ## fast lane, under 2 min: lint, mypy, the tests that run no model, vLLM or CLI pipeline
-	$(OFFLINE) .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow and not vllm and not pipeline and not model"
+	$(OFFLINE) .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "not slow and not vllm and not pipeline and not model"
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 typecheck:        ## mypy over the package (settings in pyproject.toml)
