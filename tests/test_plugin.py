@@ -91,3 +91,28 @@ def test_non_ssb_dataset_is_refused(plugin_manager, tiny_model_dir):
     cfg = _base_cfg(tiny_model_dir, datasets=[{"path": "x.jsonl", "type": "chat_template"}])
     with pytest.raises(ValueError, match=r"datasets\[0\] has type 'chat_template'"):
         _validate(cfg)
+
+
+def test_seed_makes_the_lora_init_repeatable(plugin_manager, tiny_model_dir):
+    """Axolotl's own model loader, with the plugin: the same `seed` draws the same adapter whatever
+    torch's RNG state was before; another seed draws another (Axolotl 0.19 seeds only the Trainer)."""
+    import torch
+    from axolotl.loaders import ModelLoader, load_tokenizer
+    from axolotl.utils.config import normalize_config
+    from support.axolotl_cpu import TINY_LORA
+
+    def lora_a(seed: int) -> dict[str, torch.Tensor]:
+        cfg = _validate(_base_cfg(tiny_model_dir, **TINY_LORA, seed=seed))
+        normalize_config(cfg)
+        import axolotl.loaders.model as loader
+
+        if hasattr(loader, "PLUGIN_MANAGER"):  # 0.19 binds the singleton at import; the fixture renewed it
+            loader.PLUGIN_MANAGER = plugin_manager
+        torch.manual_seed(torch.seed())  # whatever state the process happens to be in
+        model, _ = ModelLoader(cfg, load_tokenizer(cfg)).load()
+        return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_A" in k}
+
+    first, again, other = lora_a(5), lora_a(5), lora_a(6)
+    assert first and first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first)

@@ -27,6 +27,16 @@ class SSBPlugin(BasePlugin):
             # CPU run; this must be set before its process state first initialises.
             os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
+    def pre_lora_load(self, cfg, model):
+        # Axolotl 0.19 hands `seed` only to the Trainer, which seeds after the adapter exists: the
+        # LoRA init, and so the whole run, changed with every launch (the demo's trained accuracy
+        # moved 27.5-40 % on the same curated set). Axolotl 0.21 re-draws the adapter from `seed`
+        # itself; seeding here makes `seed:` repeatable on both.
+        if cfg.seed is not None:
+            from transformers import set_seed
+
+            set_seed(int(cfg.seed))
+
     def load_datasets(self, cfg, preprocess: bool = False):
         # The first hook that sees the normalised config before the model loads (the default
         # dataset loader still runs: we return None). Axolotl maps every multi-process run to the
