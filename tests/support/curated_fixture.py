@@ -167,12 +167,16 @@ def cached_curated_set(model_dir: str | Path, root: str | Path, **kw) -> Path:
 
     name = Path(model_dir).name + "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
     out = Path(root) / name
-    if (out / "manifest.json").exists():
+
+    def complete(d: Path) -> bool:
+        return (d / "manifest.json").exists()
+
+    if complete(out):
         return out
     Path(root).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=name + ".", dir=root))
     build_curated_set(model_dir, tmp, **kw)
-    return publish_dir(tmp, out, lambda d: (d / "manifest.json").exists())
+    return publish_dir(tmp, out, complete)
 
 
 def peaked_model_dir(src: str | Path, root: str | Path, scale: float = 8.0) -> Path:

@@ -90,9 +90,13 @@ def tiny_model_dir(cache: Path | None = None) -> Path:
     """Build (once, cached, atomically) and return the tiny model directory."""
     root = cache or Path(os.environ.get("SSB_CACHE", Path.home() / ".cache" / "ssb-plugin"))
     out = root / f"tiny-qwen2-{TINY_VERSION}"
-    if (out / "config.json").exists():
+
+    def complete(d: Path) -> bool:
+        return (d / "config.json").exists()
+
+    if complete(out):
         return out
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=root))
     build_tiny_model(tmp)
-    return publish_dir(tmp, out, lambda d: (d / "config.json").exists())
+    return publish_dir(tmp, out, complete)
