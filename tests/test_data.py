@@ -66,17 +66,21 @@ def test_no_setting_means_the_packaged_copies(monkeypatch, tmp_path):
         data.packaged("math_test5000.jsonl")
 
 
-def test_task_yamls_name_the_hub_ids_of_the_packaged_files():
+def test_task_yamls_name_packaged_files_and_no_hub_ids():
+    """A task names only its file; the hub id is written once, in ssb_plugin.data.SETS."""
     for name, cfg in task_configs().items():
         kw = cfg.get("dataset_kwargs") or {}
         if "local_file" not in kw:
             continue
-        s = data.SETS[kw["local_file"]]
-        assert (kw.get("hub_path"), kw.get("hub_name"), kw.get("hub_split")) == (
-            s.hub_path,
-            s.hub_name,
-            s.hub_split,
-        ), name
+        assert kw["local_file"] in data.SETS, name
+        assert not {"hub_path", "hub_name", "hub_split"} & set(kw), name
+
+
+def test_hub_set_names_the_known_copies():
+    assert data.hub_set("aime24.jsonl").hub_path == "Maxwell-Jia/AIME_2024"
+    for file in ("easy_heldout.jsonl", "mine.jsonl"):  # no hub copy / not a set the package knows
+        with pytest.raises(FileNotFoundError, match="no hub copy is known for"):
+            data.hub_set(file)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="needs lm-eval")
@@ -90,12 +94,7 @@ def test_task_loader_returns_the_same_rows_from_the_package_and_from_a_copy(monk
             continue
         shutil.copy(data.PACKAGED_DIR / s.file, tmp_path / s.file)
     for s in data.SETS.values():
-        kwargs = {
-            "local_file": s.file,
-            "hub_path": s.hub_path,
-            "hub_name": s.hub_name,
-            "hub_split": s.hub_split,
-        }
+        kwargs = {"local_file": s.file}
         want = _rows_sha(_file_rows(data.PACKAGED_DIR / s.file))
         monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
         packaged = utils.load_docs(**kwargs)["test"]

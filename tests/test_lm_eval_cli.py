@@ -51,7 +51,7 @@ def assert_our_tasks(results: dict, names: list[str]) -> None:
             assert Path(meta["config_source"]).resolve() == TASKS_DIR / f"{name}.yaml"
     if "aime24" in names:
         assert "built-in aime24" in results["configs"]["aime24"]["metadata"]["overrides"]
-        assert results["configs"]["aime24"]["dataset_kwargs"]["hub_path"] == "Maxwell-Jia/AIME_2024"
+        assert results["configs"]["aime24"]["dataset_kwargs"]["local_file"] == "aime24.jsonl"
 
 
 def assert_student_prompt(samples: list[dict], model_dir: Path) -> None:

@@ -169,7 +169,7 @@ def test_aime24_replaces_the_builtin_only_under_include_path(loaded, manager):
         assert _yaml_path(manager.task_index, name) == TASKS_DIR / f"{name}.yaml"
         meta = loaded[name].config.metadata
         assert meta["source"] == "ssb-plugin" and f"built-in {name}" in meta["overrides"]
-    assert loaded["aime24"].config.dataset_kwargs["hub_path"] == "Maxwell-Jia/AIME_2024"
+    assert loaded["aime24"].config.dataset_kwargs["local_file"] == "aime24.jsonl"
 
 
 # ---- generation settings ----------------------------------------------------------------------
@@ -244,12 +244,14 @@ def test_unusable_docs_are_refused_before_generation(utils, bad, problem):
 def test_offline_errors_are_clear(utils, tmp_path, monkeypatch):
     monkeypatch.setenv("SSB_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="aime24.jsonl"):
-        utils.load_docs(hub_path="Maxwell-Jia/AIME_2024", hub_split="train", local_file="aime24.jsonl")
+        utils.load_docs(local_file="aime24.jsonl")
     monkeypatch.setenv("SSB_DATA_DIR", "hub")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match="SSB_DATA_DIR"):
-        utils.load_docs(hub_path="ssb-no-such/dataset", hub_split="test", local_file="x.jsonl", version=1.0)
+    with pytest.raises(RuntimeError, match="SSB_DATA_DIR"):  # a known hub copy, unreachable offline
+        utils.load_docs(local_file="aime24.jsonl", version=1.0)
+    with pytest.raises(FileNotFoundError, match="no hub copy is known for 'x.jsonl'"):
+        utils.load_docs(local_file="x.jsonl")
 
 
 # ---- scoring ----------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ class HubSet:
     hub_split: str | None = None
 
 
-# The sets the package carries, by file name. Task YAMLs name the same hub ids (a test checks).
+# The sets the package carries, by file name: the one place a set's hub id is written (task YAMLs
+# name only the file).
 SETS = {
     s.file: s
     for s in (
@@ -81,6 +82,17 @@ def local_path(file: str) -> Path | None:
             f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV)} is set but {path} does not exist"
         )
     return path
+
+
+def hub_set(file: str) -> HubSet:
+    """The hub copy of a set, for reading it with SSB_DATA_DIR=hub; a clear error where none is known."""
+    hub = SETS.get(file)
+    if hub is None or hub.hub_path is None:
+        raise FileNotFoundError(
+            f"{DATA_DIR_ENV}={HUB}: no hub copy is known for {file!r} (ssb_plugin.data.SETS names "
+            f"{sorted(f for f, s in SETS.items() if s.hub_path)})"
+        )
+    return hub
 
 
 def file_for_hub(hub_path: str, hub_name: str | None, split: str) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ssb_plugin.data import DATA_DIR_ENV, data_dir
+from ssb_plugin.data import DATA_DIR_ENV, SETS, data_dir
 
 TASKS_DIR = Path(__file__).resolve().parent
 
@@ -57,17 +57,14 @@ def task_configs() -> dict[str, dict]:
 
 
 def _data_rows() -> list[tuple[str, str, str]]:
-    """(task, hub source, local file) for every task that loads data."""
+    """(task, hub source, local file) for every task that loads data with a hub copy."""
     rows = []
     for name, cfg in task_configs().items():
-        kw = cfg.get("dataset_kwargs") or {}
-        if "local_file" in kw and kw.get("hub_path"):  # sets without a hub copy always come from the package
-            hub = (
-                kw["hub_path"]
-                + (f" ({kw['hub_name']})" if kw.get("hub_name") else "")
-                + f" [{kw['hub_split']}]"
-            )
-            rows.append((name, hub, kw["local_file"]))
+        file = (cfg.get("dataset_kwargs") or {}).get("local_file")
+        hub = SETS.get(file) if file else None
+        if hub is not None and hub.hub_path:  # sets without a hub copy always come from the package
+            source = hub.hub_path + (f" ({hub.hub_name})" if hub.hub_name else "") + f" [{hub.hub_split}]"
+            rows.append((name, source, file))
     return rows
 
 

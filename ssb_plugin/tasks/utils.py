@@ -9,7 +9,7 @@ from __future__ import annotations
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.api.utils import maybe_delimit
 
-from ssb_plugin.data import DATA_DIR_ENV, HUB, local_path
+from ssb_plugin.data import DATA_DIR_ENV, HUB, hub_set, local_path
 from ssb_plugin.grading import grade, paper_match, warmup
 from ssb_plugin.grading.gold import gsm8k_gold
 from ssb_plugin.prompts import SYSTEM_PROMPT
@@ -70,16 +70,10 @@ class SSBMathTask(ConfigurableTask):
         return ctx
 
 
-def load_docs(
-    *,
-    local_file: str,
-    hub_path: str | None = None,
-    hub_split: str | None = None,
-    hub_name: str | None = None,
-    **_metadata,
-) -> dict:
+def load_docs(*, local_file: str, **_metadata) -> dict:
     """`custom_dataset` loader: the packaged copy by default, the hub or a directory when
-    `SSB_DATA_DIR` says so (`ssb_plugin.data`).
+    `SSB_DATA_DIR` says so (`ssb_plugin.data`). The hub id of `local_file` is its entry in
+    `ssb_plugin.data.SETS`, so a task YAML names only the file.
 
     lm-eval calls it with the task's metadata and `dataset_kwargs` as keyword arguments (plus, on
     some versions, the model arguments), hence `**_metadata`.
@@ -89,11 +83,12 @@ def load_docs(
     path = local_path(local_file)
     if path is not None:
         return {"test": datasets.load_dataset("json", data_files=str(path), split="train")}
+    hub = hub_set(local_file)
     try:
-        return {"test": datasets.load_dataset(hub_path, hub_name, split=hub_split)}
+        return {"test": datasets.load_dataset(hub.hub_path, hub.hub_name, split=hub.hub_split)}
     except Exception as e:  # offline / no hub: say how to run on the packaged files
         raise RuntimeError(
-            f"could not load {hub_path} ({hub_split}) from the hub ({DATA_DIR_ENV}={HUB}): {e}. "
+            f"could not load {hub.hub_path} ({hub.hub_split}) from the hub ({DATA_DIR_ENV}={HUB}): {e}. "
             f"Unset {DATA_DIR_ENV} to run on the packaged copy of {local_file}."
         ) from e
 
