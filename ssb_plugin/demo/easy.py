@@ -42,7 +42,8 @@ def heldout_problems() -> list[dict[str, str]]:
 def easy_problems(n: int = 40, seed: int = 0, *, train_only: bool = False) -> list[dict[str, str]]:
     """n random problems (pairs may repeat); `train_only` draws only pairs outside the held-out set.
 
-    Without `train_only` the rows are exactly those of earlier releases (tests pick rows by id).
+    Without `train_only` the rows depend only on (n, seed), held-out pairs included: tests pick
+    known-kept problems by id, so this draw stays fixed.
     """
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
