@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,37 @@ SHARD_GLOB = "data/*.parquet"  # the shards of a set, as load_dataset(<dir>) and
 # The fields of the faithful target (absent in sets curated before them; training then warns).
 TARGET_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
 
-# Outcome names counted by curation and reported in the manifest (every problem lands in one).
-OUTCOMES = (
-    "kept",
-    "bad_input",
-    "no_correct",
-    "no_wrong",
-    "no_boxed_answer",
-    "teacher_wrong",
-    "leak_filtered",
-    "too_long",
-)
+
+class Outcome(StrEnum):
+    """What became of a problem: counted by curation and reported in the manifest (each lands in one)."""
+
+    KEPT = "kept"
+    BAD_INPUT = "bad_input"
+    NO_CORRECT = "no_correct"
+    NO_WRONG = "no_wrong"
+    NO_BOXED_ANSWER = "no_boxed_answer"
+    TEACHER_WRONG = "teacher_wrong"
+    LEAK_FILTERED = "leak_filtered"
+    TOO_LONG = "too_long"
+
+
+OUTCOMES = tuple(Outcome)  # in report order
+
+
+class TeacherMode(StrEnum):
+    """Where training's teacher target comes from (`ssb_teacher`)."""
+
+    STORED = "stored"  # the curated target columns
+    ONLINE = "online"  # the teacher recomputed each step from teacher_messages + response_ids
+
+
+class TargetKind(StrEnum):
+    """The manifest's `target.kind`: how the stored target columns are read."""
+
+    TOPK_TAIL = "topk+tail"  # top-k, log-normalisers and sampled tail (ssb_plugin.curate.targets)
+    RENORMALISED = "renormalised-topk"  # top-k only (sets without `target`), renormalised at T
+    NONE = "none"  # no stored target: a set for the online teacher only
+
 
 REQUIRED_FIELDS = (
     "id",

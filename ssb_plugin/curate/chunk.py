@@ -21,7 +21,7 @@ from ssb_plugin.curate.problems import BadRow, Problem
 from ssb_plugin.curate.select import Choice, Rollout, choose, teacher_outcome
 from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.prompts import leaks_hint, student_messages, teacher_messages
-from ssb_plugin.record import TARGET_FIELDS, chat_prompt_ids, kept_record
+from ssb_plugin.record import TARGET_FIELDS, Outcome, chat_prompt_ids, kept_record
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ChunkResult:
     stats: Counter = field(default_factory=Counter)
     outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
 
-    def mark(self, problem_id: str, outcome: str) -> None:
+    def mark(self, problem_id: str, outcome: Outcome) -> None:
         """Record a problem's outcome: counted and kept in the audit trail together."""
         self.counts[outcome] += 1
         self.outcomes[problem_id] = outcome
@@ -131,13 +131,13 @@ class Curator:
         jobs = []
         for it in items:
             if isinstance(it, BadRow):
-                res.mark(it.id, "bad_input")
+                res.mark(it.id, Outcome.BAD_INPUT)
                 continue
             msgs = student_messages(it.question, self.cfg.system_prompt)
             ids = chat_prompt_ids(self.tok, msgs)
             budget = self._budget(len(ids), self.cfg.rollout_max_tokens)
             if budget is None:
-                res.mark(it.id, "too_long")
+                res.mark(it.id, Outcome.TOO_LONG)
                 continue
             jobs.append(StudentJob(it, msgs, ids, budget))
         return jobs
@@ -202,7 +202,7 @@ class Curator:
             tids = chat_prompt_ids(self.tok, tmsgs)
             budget = self._budget(len(tids), self.cfg.teacher_max_tokens)
             if budget is None:
-                res.mark(s.problem.id, "too_long")
+                res.mark(s.problem.id, Outcome.TOO_LONG)
                 continue
             jobs.append(TeacherJob(s, tmsgs, tids, rollouts, choice, budget))
         return jobs
@@ -221,7 +221,7 @@ class Curator:
                 self.cfg.leak_filter and leaks_hint(text, p.question),
             )
             res.mark(p.id, outcome)
-            if outcome != "kept":
+            if outcome != Outcome.KEPT:
                 continue
             res.stats["kept_tokens"] += len(g.token_ids)
             scoring.append((j.prompt_ids, g.token_ids))

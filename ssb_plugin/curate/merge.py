@@ -18,7 +18,7 @@ from ssb_plugin.curate.config import ConfigError
 from ssb_plugin.curate.ownership import CARD_FILE, DATA_DIR, MERGE_MARKER
 from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.writer import OutputDir, dataset_card
-from ssb_plugin.record import Manifest, RecordError
+from ssb_plugin.record import Manifest, Outcome, RecordError
 from ssb_plugin.shard_check import check_kept_rows
 
 
@@ -33,7 +33,7 @@ def _load_sources(sources: list[str]) -> list[Manifest]:
                 raise ConfigError(
                     f"merge: {s} is not complete (chunks {m.extra.get('chunks_done')}); finish or resume it first"
                 )
-            check_kept_rows(s, m.counts.get("kept"))
+            check_kept_rows(s, m.counts.get(Outcome.KEPT))
         except RecordError as e:
             raise ConfigError(f"merge: {e}") from None
         manifests.append(m)

@@ -21,7 +21,7 @@ from ssb_plugin.curate.problems import load_problems
 from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE
-from ssb_plugin.record import Manifest, tokenizer_fingerprint
+from ssb_plugin.record import Manifest, Outcome, TargetKind, tokenizer_fingerprint
 
 
 def resolve(cfg: CurateConfig) -> CurateConfig:
@@ -59,7 +59,7 @@ def check_model_config(cfg: CurateConfig) -> None:
 
 def reached_max_kept(cfg: CurateConfig, done: dict) -> bool:
     """--max-kept N: stop (whole chunks, in plan order) once this shard has kept N records."""
-    kept = sum(info["counts"].get("kept", 0) for info in done.values())
+    kept = sum(info["counts"].get(Outcome.KEPT, 0) for info in done.values())
     return cfg.max_kept is not None and kept >= cfg.max_kept
 
 
@@ -85,7 +85,7 @@ def build_manifest(
     if cfg.stored_target:
         m["target"].update(target_spec(cfg).manifest())
     else:  # a set for `ssb_teacher: online` only: training in stored mode refuses it (stored_topk 0)
-        m["target"].update(kind="none")
+        m["target"].update(kind=TargetKind.NONE)
         m["stored_topk"] = 0
     m["extra"].update(
         backend_info=backend_info,
@@ -154,8 +154,8 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     )
 
     def postfix():
-        kept = sum(d["counts"].get("kept", 0) for d in done.values())
-        dropped = sum(v for d in done.values() for k, v in d["counts"].items() if k != "kept")
+        kept = sum(d["counts"].get(Outcome.KEPT, 0) for d in done.values())
+        dropped = sum(v for d in done.values() for k, v in d["counts"].items() if k != Outcome.KEPT)
         bar.set_postfix(kept=kept, dropped=dropped)
 
     postfix()

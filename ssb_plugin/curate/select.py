@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ssb_plugin.record import Outcome
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -42,7 +44,7 @@ class Choice:
 
 def choose(
     rollouts: list[Rollout], same_answer: Callable[[str, str], bool] | None = None
-) -> tuple[str | None, Choice | None]:
+) -> tuple[Outcome | None, Choice | None]:
     """(outcome, None) when the problem is dropped, else (None, Choice).
 
     Outcomes: `no_boxed_answer` (no rollout has an extracted answer), `no_correct`, `no_wrong`.
@@ -51,14 +53,14 @@ def choose(
     that `same_answer` calls equal ("18" and "18.0"), and its trace is its first rollout.
     """
     if all(r.answer is None for r in rollouts):
-        return "no_boxed_answer", None
+        return Outcome.NO_BOXED_ANSWER, None
     answered = [i for i, r in enumerate(rollouts) if r.graded]
     correct = [i for i in answered if rollouts[i].correct]
     wrong = [i for i in answered if not rollouts[i].correct]
     if not correct:
-        return "no_correct", None
+        return Outcome.NO_CORRECT, None
     if not wrong:
-        return "no_wrong", None
+        return Outcome.NO_WRONG, None
     same = same_answer or (lambda a, b: a == b)
     groups: list[list[int]] = []  # in order of first appearance
     for i in wrong:
@@ -72,13 +74,13 @@ def choose(
     return None, Choice(correct[0], best[0], rollouts[best[0]].answer, len(best))
 
 
-def teacher_outcome(finish_reason: str, correct: bool, leaks: bool) -> str:
+def teacher_outcome(finish_reason: str, correct: bool, leaks: bool) -> Outcome:
     """The outcome of a teacher answer: too_long (no EOS within the budget), teacher_wrong,
     leak_filtered (it mentions the attempts it was shown), else kept."""
     if finish_reason != "stop":
-        return "too_long"
+        return Outcome.TOO_LONG
     if not correct:
-        return "teacher_wrong"
+        return Outcome.TEACHER_WRONG
     if leaks:
-        return "leak_filtered"
-    return "kept"
+        return Outcome.LEAK_FILTERED
+    return Outcome.KEPT

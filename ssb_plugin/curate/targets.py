@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ssb_plugin.record import TargetKind
+
 DEFAULT_TEMPERATURES = (1.0, 2.0)
 
 
@@ -40,7 +42,7 @@ class TargetSpec:
     def manifest(self) -> dict:
         """The manifest's `target` entry: what training needs to read the fields."""
         return {
-            "kind": "topk+tail",
+            "kind": TargetKind.TOPK_TAIL,
             "stored_topk": self.stored_topk,
             "tail_samples": self.tail_samples,
             "temperatures": [float(t) for t in self.temperatures],

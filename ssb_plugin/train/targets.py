@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TOPK_TAIL, RENORMALISED = "topk+tail", "renormalised-topk"
-NEW_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
+from ssb_plugin.record import TargetKind
+
+TOPK_TAIL, RENORMALISED = TargetKind.TOPK_TAIL, TargetKind.RENORMALISED
 
 
 class TargetError(ValueError):
@@ -30,7 +31,7 @@ class TargetError(ValueError):
 class TargetInfo:
     """What the manifest says about a set's stored target (`kind` RENORMALISED for older sets)."""
 
-    kind: str = RENORMALISED
+    kind: TargetKind = RENORMALISED
     temperatures: tuple[float, ...] = ()
     tail_temperature: float | None = None
 
