@@ -1,4 +1,4 @@
-"""ssb_plugin.atomic: the one file writer (issue 10 item 3 / issue 12: no short files, fsync)."""
+"""ssb_plugin.atomic: the one file writer (whole or not at all: no short files, fsync)."""
 
 from __future__ import annotations
 

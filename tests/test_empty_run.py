@@ -1,4 +1,4 @@
-"""EmptyRunGuard: zero optimizer steps is a failure, before the first step and at the end (item 13).
+"""EmptyRunGuard: zero optimizer steps is a failure, before the first step and at the end.
 
 The real-CLI case (Axolotl's lora-1b example on 4 packed records) is in test_lora_1b_example.py;
 here the two checks and the message without packing.
@@ -9,12 +9,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from transformers import TrainerControl, TrainerState
 
-from ssb_plugin.train.empty_run import EmptyRunGuard, NothingToTrainError
+# transformers (and through it torch) load inside the tests, not when pytest collects this module.
 
 
 def _guard(train=3, evals=None, **cfg):
+    from ssb_plugin.train.empty_run import EmptyRunGuard
+
     trainer = SimpleNamespace(train_dataset=list(range(train)), eval_dataset=evals)
     return EmptyRunGuard(trainer, {"val_set_size": 0, "sequence_len": 512, **cfg})
 
@@ -23,6 +24,10 @@ ARGS = SimpleNamespace(per_device_train_batch_size=4, world_size=1, gradient_acc
 
 
 def test_empty_dataloader_fails_before_the_first_step_with_the_numbers():
+    from transformers import TrainerControl, TrainerState
+
+    from ssb_plugin.train.empty_run import NothingToTrainError
+
     guard = _guard(train=3)
     with pytest.raises(NothingToTrainError) as err:
         guard.on_train_begin(ARGS, TrainerState(), TrainerControl(), train_dataloader=[])
@@ -34,6 +39,10 @@ def test_empty_dataloader_fails_before_the_first_step_with_the_numbers():
 
 
 def test_a_run_that_ended_at_step_zero_fails_and_a_resumed_one_does_not():
+    from transformers import TrainerControl, TrainerState
+
+    from ssb_plugin.train.empty_run import NothingToTrainError
+
     guard = _guard()
     with pytest.raises(NothingToTrainError, match="took 0 optimizer steps"):
         guard.on_train_end(ARGS, TrainerState(global_step=0), TrainerControl(), train_dataloader=None)
@@ -41,6 +50,8 @@ def test_a_run_that_ended_at_step_zero_fails_and_a_resumed_one_does_not():
 
 
 def test_an_iterable_dataloader_without_length_is_not_judged_before_training():
+    from transformers import TrainerControl, TrainerState
+
     class Stream:
         def __iter__(self):
             return iter([])

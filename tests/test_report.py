@@ -12,7 +12,6 @@ import pytest
 from ssb_plugin.demo.compare import paired_change, verdict
 from ssb_plugin.demo.report import SECTIONS, accuracy_rows, build_report
 from ssb_plugin.record import Manifest
-from ssb_plugin.train.callbacks import LogHistoryCallback
 from ssb_plugin.train.training_log import LOG_FILE, read_log_history
 
 
@@ -59,6 +58,8 @@ def test_accuracy_table_has_one_column_per_task_metric(tmp_path):
 
 def test_log_history_callback_writes_one_line_per_log(tmp_path):
     from types import SimpleNamespace
+
+    from ssb_plugin.train.callbacks import LogHistoryCallback  # transformers: loaded here, not at collection
 
     cb = LogHistoryCallback(tmp_path)
     state = SimpleNamespace(is_world_process_zero=True, global_step=1, epoch=0.5)

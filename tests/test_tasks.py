@@ -96,7 +96,7 @@ def test_check_data(packaged_data, tmp_path, capsys):
 
 
 def test_check_data_reads_every_line(packaged_data, tmp_path, capsys):
-    """Issue 12 item 11: a file whose later lines are broken is not `ok` (only line 1 used to be read)."""
+    """A file whose later lines are broken is not `ok`: every line is read, not only the first."""
     import shutil
 
     for f in packaged_data.glob("*.jsonl"):

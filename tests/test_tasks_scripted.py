@@ -8,7 +8,6 @@ must come out exactly as `grade()` / `paper_match()` say, per sample and in the 
 from __future__ import annotations
 
 import pytest
-from lm_eval.api.model import LM
 
 from ssb_plugin.grading import grade, paper_match
 from ssb_plugin.prompts import SYSTEM_PROMPT
@@ -25,30 +24,35 @@ STYLES = [
 ]
 
 
-class ScriptedLM(LM):
-    """Answers each prompt with the next style filled with that problem's gold."""
+def scripted_lm(golds: dict[str, str]):
+    """A model that answers each prompt with the next style filled with that problem's gold (lm-eval
+    loads when the fixture runs, not when pytest collects this module)."""
+    from lm_eval.api.model import LM
 
-    def __init__(self, golds: dict[str, str]):
-        super().__init__()
-        self.golds = golds
-        self.calls = 0
-        self.prompts: list[str] = []
+    class ScriptedLM(LM):
+        def __init__(self, golds: dict[str, str]):
+            super().__init__()
+            self.golds = golds
+            self.calls = 0
+            self.prompts: list[str] = []
 
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        outputs = []
-        for req in requests:
-            prompt = req.args[0]
-            self.prompts.append(prompt)
-            problem = prompt.split("\n\n", 1)[1]
-            outputs.append(STYLES[self.calls % len(STYLES)].format(g=self.golds[problem]))
-            self.calls += 1
-        return outputs
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            outputs = []
+            for req in requests:
+                prompt = req.args[0]
+                self.prompts.append(prompt)
+                problem = prompt.split("\n\n", 1)[1]
+                outputs.append(STYLES[self.calls % len(STYLES)].format(g=self.golds[problem]))
+                self.calls += 1
+            return outputs
 
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
+
+    return ScriptedLM(golds)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def scripted_run():
     golds = {}
     for task in get_task_dict(names, tm).values():
         golds.update({d["problem"]: d["answer"] for d in task.eval_docs})
-    lm = ScriptedLM(golds)
+    lm = scripted_lm(golds)
     results = simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=4, log_samples=True)
     return lm, results
 

@@ -28,10 +28,9 @@ class SSBPlugin(BasePlugin):
             os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
     def pre_lora_load(self, cfg, model):
-        # Axolotl 0.19 hands `seed` only to the Trainer, which seeds after the adapter exists: the
-        # LoRA init, and so the whole run, changed with every launch (the demo's trained accuracy
-        # moved 27.5-40 % on the same curated set). Axolotl 0.21 re-draws the adapter from `seed`
-        # itself; seeding here makes `seed:` repeatable on both.
+        # Axolotl 0.19 hands `seed` only to the Trainer, which seeds after the adapter exists, so the
+        # LoRA init (and the whole run) would differ with every launch; 0.21 draws the adapter from
+        # `seed` itself. Seeding here makes `seed:` repeatable on both.
         if cfg.seed is not None:
             from transformers import set_seed
 

@@ -2,7 +2,7 @@
 
 The text is Axolotl's (github.com/axolotl-ai-cloud/axolotl, examples/llama-3/lora-1b.yml, Apache-2.0),
 kept verbatim so the tests compose with a config users actually start from. `ssb_lora_1b` swaps only
-what the issue names: the base model and dataset (the embedded model and a curated set), flash
+what a CPU run and an SSB run need: the base model and dataset (the embedded model and a curated set), flash
 attention and the 8-bit optimizer (CPU ones), the CPU-only keys, and the two SSB additions.
 """
 
@@ -93,7 +93,7 @@ special_tokens:
 
 
 def ssb_lora_1b(base_model: Path, curated: Path, workdir: Path) -> dict:
-    """The example with the issue's swaps; everything else (packing, split, batch, special_tokens) as is."""
+    """The example with those swaps; everything else (packing, split, batch, special_tokens) as is."""
     cfg = yaml.safe_load(LORA_1B)
     cfg.update(
         base_model=str(base_model),
