@@ -32,6 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ssb_plugin.curate.config import DEFAULT_STORED_TOPK, DEFAULT_TAIL_SAMPLES  # noqa: E402
+
 T_DEFAULT = 2.0
 # (name, stored top-k, tail samples, tail sampling); bytes = 8 per top-k or tail entry + 4 per T
 VARIANTS = [
@@ -40,7 +42,12 @@ VARIANTS = [
     ("top-64 + 64 tail, iid", 64, 64, "iid"),
     ("top-64 + 64 tail, systematic", 64, 64, "systematic"),
     ("top-60 + 60 tail, systematic", 60, 60, "systematic"),
-    ("top-32 + 92 tail, systematic (default)", 32, 92, "systematic"),
+    (
+        f"top-{DEFAULT_STORED_TOPK} + {DEFAULT_TAIL_SAMPLES} tail, systematic (default)",
+        DEFAULT_STORED_TOPK,
+        DEFAULT_TAIL_SAMPLES,
+        "systematic",
+    ),
     ("top-96 + 28 tail, systematic", 96, 28, "systematic"),
     ("top-256 + 0 tail (exact top, no tail)", 256, 0, "topk-exact"),
 ]

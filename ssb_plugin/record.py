@@ -19,17 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: the faithful target fields (TARGET_FIELDS, Manifest.target)
+from ssb_plugin.curate.config import DEFAULT_STORED_TOPK
+
+SCHEMA_VERSION = 2  # 2: the faithful target fields (Need.TARGET columns, Manifest.target)
 MANIFEST_FILE = "manifest.json"
 SHARD_GLOB = "data/*.parquet"  # the shards of a set, as load_dataset(<dir>) and the shard check find them
-
-# The fields of the faithful target (absent in sets curated before them; training then warns).
-TARGET_FIELDS = ("teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs")
 
 
 class Outcome(StrEnum):
@@ -63,33 +62,80 @@ class TargetKind(StrEnum):
     NONE = "none"  # no stored target: a set for the online teacher only
 
 
-REQUIRED_FIELDS = (
-    "id",
-    "question",
-    "gold",
-    "student_messages",
-    "teacher_messages",
-    "response_ids",
-    "teacher_topk_ids",
-    "teacher_topk_logprobs",
+class Need(StrEnum):
+    """Who reads a column: what `validate_record` demands of a row."""
+
+    ALWAYS = "always"  # either teacher (the prompts and the answer ids)
+    STORED = "stored"  # the stored teacher: its top-k
+    TARGET = "target"  # "topk+tail" sets: checked when present, absent in sets curated before them
+    PROVENANCE = "provenance"  # written for people and audits; training does not read it
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a curated shard. `type`: a scalar dtype, "int32[]" (one per answer token),
+    "<dtype>[][]" ([R][width] per answer position), "messages" (a chat) or "rollouts"."""
+
+    name: str
+    type: str
+    need: Need
+
+    @property
+    def nested(self) -> bool:
+        return self.type.endswith("[][]")
+
+    @property
+    def dtype(self) -> str:
+        """The element dtype of a numeric column ("int32", "float32")."""
+        return self.type.removesuffix("[][]").removesuffix("[]")
+
+
+# The shard layout, in file order: features(), the field tuples below and the writer's nested
+# columns all derive from this table, so they cannot disagree.
+COLUMNS = (
+    Column("id", "string", Need.ALWAYS),
+    Column("question", "string", Need.ALWAYS),
+    Column("gold", "string", Need.ALWAYS),
+    Column("student_messages", "messages", Need.ALWAYS),
+    Column("teacher_messages", "messages", Need.ALWAYS),
+    Column("response_text", "string", Need.PROVENANCE),
+    Column("response_ids", "int32[]", Need.ALWAYS),
+    # [R][k]: the teacher's raw (temperature-1) top-k at each response position
+    Column("teacher_topk_ids", "int32[][]", Need.STORED),
+    Column("teacher_topk_logprobs", "float32[][]", Need.STORED),
+    # [R][len(manifest.target.temperatures)]: logsumexp(raw log-probs / T) over the vocabulary
+    Column("teacher_log_norm", "float32[][]", Need.TARGET),
+    # [R][tail_samples]: ids sampled from the teacher's tail, and their raw log-probs
+    Column("teacher_tail_ids", "int32[][]", Need.TARGET),
+    Column("teacher_tail_logprobs", "float32[][]", Need.TARGET),
+    Column("rollouts", "rollouts", Need.PROVENANCE),
+    Column("correct_index", "int32", Need.PROVENANCE),
+    Column("wrong_index", "int32", Need.PROVENANCE),
+    Column("wrong_answer", "string", Need.PROVENANCE),
+    Column("wrong_count", "int32", Need.PROVENANCE),
 )
+
+REQUIRED_FIELDS = tuple(c.name for c in COLUMNS if c.need in (Need.ALWAYS, Need.STORED))
 # What the online teacher (`ssb_teacher: online`) reads: no stored log-probs. A set curated for it
 # alone (manifest stored_topk = 0) keeps the log-prob columns with an empty list per row.
-ONLINE_FIELDS = tuple(k for k in REQUIRED_FIELDS if not k.startswith("teacher_topk"))
-
-# Batch keys of the online teacher (ssb_plugin.train.online): the teacher's own view of each row,
-# chat(teacher_messages) + response_ids, its keys (input_ids, labels, position_ids, ...) prefixed.
-TEACHER_PREFIX = "ssb_teacher_"
-TEACHER_INPUT_IDS = TEACHER_PREFIX + "input_ids"
-TEACHER_LABELS = TEACHER_PREFIX + "labels"
+ONLINE_FIELDS = tuple(c.name for c in COLUMNS if c.need == Need.ALWAYS)
+# The fields of the faithful target (absent in sets curated before them; training then warns).
+TARGET_FIELDS = tuple(c.name for c in COLUMNS if c.need == Need.TARGET)
+# The [R][width] numeric columns: the teacher target, one row per answer token.
+NESTED_COLUMNS = tuple(c for c in COLUMNS if c.nested)
+NESTED_FIELDS = tuple(c.name for c in NESTED_COLUMNS)
 
 
 class RecordError(ValueError):
     """A curated row or manifest that breaks the contract; the message names the row/file/key."""
 
 
+class TargetError(ValueError):
+    """A set that cannot give the target the training asks for; the message says how to fix it."""
+
+
 def features():
-    """The `datasets.Features` of a curated shard (import kept local: `datasets` is heavy)."""
+    """The `datasets.Features` of a curated shard, from COLUMNS (import kept local: `datasets` is heavy)."""
     from datasets import Features, List, Value
 
     message = {"role": Value("string"), "content": Value("string")}
@@ -99,30 +145,19 @@ def features():
         "correct": Value("bool"),
         "finish_reason": Value("string"),
     }
-    return Features(
-        {
-            "id": Value("string"),
-            "question": Value("string"),
-            "gold": Value("string"),
-            "student_messages": List(message),
-            "teacher_messages": List(message),
-            "response_text": Value("string"),
-            "response_ids": List(Value("int32")),
-            # [R][k]: the teacher's raw (temperature-1) top-k at each response position
-            "teacher_topk_ids": List(List(Value("int32"))),
-            "teacher_topk_logprobs": List(List(Value("float32"))),
-            # [R][len(manifest.target.temperatures)]: logsumexp(raw log-probs / T) over the vocabulary
-            "teacher_log_norm": List(List(Value("float32"))),
-            # [R][tail_samples]: ids sampled from the teacher's tail, and their raw log-probs
-            "teacher_tail_ids": List(List(Value("int32"))),
-            "teacher_tail_logprobs": List(List(Value("float32"))),
-            "rollouts": List(rollout),
-            "correct_index": Value("int32"),
-            "wrong_index": Value("int32"),
-            "wrong_answer": Value("string"),
-            "wrong_count": Value("int32"),
-        }
-    )
+
+    def feature(c: Column) -> Any:
+        if c.type == "messages":
+            return List(message)
+        if c.type == "rollouts":
+            return List(rollout)
+        if c.nested:
+            return List(List(Value(c.dtype)))
+        if c.type.endswith("[]"):
+            return List(Value(c.dtype))
+        return Value(c.type)
+
+    return Features({c.name: feature(c) for c in COLUMNS})
 
 
 def kept_record(
@@ -269,6 +304,84 @@ def student_input(tokenizer, row: dict[str, Any]) -> tuple[list[int], int]:
 # Manifest
 
 
+@dataclass(frozen=True)
+class StoredTarget:
+    """The manifest's `target` entry: how the stored target columns were made and how to read them.
+
+    Curation writes it (ssb_plugin.curate.targets.TargetSpec.manifest), training reads it
+    (ssb_plugin.train.targets.TargetInfo is this type). A field at its default is absent from the
+    JSON, so a set without a `target` entry (schema 1) is StoredTarget() and reads as renormalised
+    top-k.
+    """
+
+    kind: TargetKind = TargetKind.RENORMALISED
+    temperatures: tuple[float, ...] = ()  # one teacher_log_norm column per T, in this order
+    tail_temperature: float | None = None  # T_s: the temperature the tail ids were drawn at
+    stored_topk: int | None = None
+    tail_samples: int | None = None
+    stored: bool | None = None  # False: a set for the online teacher only (--no-stored-target)
+    tail_sampling: str | None = None  # how the tail ids were drawn, for people
+    logprobs: str | None = None  # where the log-probs come from, for people
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON entry: the fields set away from their defaults."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = value
+        if "kind" in out:
+            out["kind"] = str(self.kind)
+        if "temperatures" in out:
+            out["temperatures"] = [float(t) for t in self.temperatures]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_FILE) -> StoredTarget:
+        """The entry as written; RecordError naming `where` and the key for one that cannot be read."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise RecordError(f"{where}: target has unknown key(s) {unknown}")
+        kinds = [k.value for k in TargetKind]
+        if data.get("kind", TargetKind.RENORMALISED) not in kinds:
+            raise RecordError(f"{where}: target.kind {data['kind']!r} is not one of {kinds}")
+        values = {**data, "kind": TargetKind(data.get("kind", TargetKind.RENORMALISED))}
+        values["temperatures"] = tuple(float(t) for t in data.get("temperatures", ()))
+        if values["kind"] == TargetKind.TOPK_TAIL and not values["temperatures"]:
+            raise RecordError(f"{where}: target.temperatures is empty; a topk+tail set carries at least one")
+        return cls(**values)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> StoredTarget:
+        """What training reads: a "topk+tail" target as stored (kind, temperatures, T_s); any other
+        kind reads as the renormalised top-k (StoredTarget())."""
+        target = manifest.target
+        if target.kind != TargetKind.TOPK_TAIL:
+            return cls()
+        tail = target.tail_temperature if target.tail_temperature is not None else max(target.temperatures)
+        return cls(TargetKind.TOPK_TAIL, target.temperatures, float(tail))
+
+    @property
+    def sampling_temperature(self) -> float:
+        """T_s of a "topk+tail" target (from_manifest always sets it)."""
+        if self.tail_temperature is None:
+            raise TargetError(f"a {self.kind} target has no tail_temperature")
+        return self.tail_temperature
+
+    def index(self, temperature: float, source: str = "the set") -> int:
+        """Column of `temperature` in teacher_log_norm; TargetError (how to re-curate) if not carried."""
+        for i, t in enumerate(self.temperatures):
+            if abs(t - float(temperature)) <= 1e-6:
+                return i
+        listed = [f"{t:g}" for t in self.temperatures]
+        raise TargetError(
+            f"{source} carries the teacher's log-normaliser for T in [{', '.join(listed)}], not for "
+            f"ssb_temperature={temperature:g}: train at one of those, or re-curate with "
+            f"`ssb-curate ... --target-temperatures {','.join([*listed, f'{temperature:g}'])}` (the exact target at T "
+            f"needs logsumexp(teacher logits / T), which only curation sees)"
+        )
+
+
 @dataclass
 class Manifest:
     model: str
@@ -277,9 +390,9 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
     seed: int = 0
-    # teacher log-probs stored per answer token (was `k`); 0: none, a set for `ssb_teacher: online` only
-    stored_topk: int = 64
-    target: dict[str, Any] = field(default_factory=dict)  # ssb_plugin.curate.targets.TargetSpec.manifest()
+    # teacher log-probs stored per answer token (`k` in schema 1); 0: none, a set for `ssb_teacher: online` only
+    stored_topk: int = DEFAULT_STORED_TOPK
+    target: StoredTarget = field(default_factory=StoredTarget)
     counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
     timings: dict[str, float] = field(default_factory=dict)
     backend: str = ""
@@ -288,8 +401,12 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.target, dict):  # a manifest built from JSON-shaped values
+            self.target = StoredTarget.from_dict(self.target)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps({**asdict(self), "target": self.target.to_dict()}, indent=2, sort_keys=True)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Atomically write manifest.json into `directory`."""
@@ -302,7 +419,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_FILE) -> Manifest:
         known = {f for f in cls.__dataclass_fields__}
-        if "k" in data and "stored_topk" not in data:  # manifests written before the rename
+        if "k" in data and "stored_topk" not in data:  # schema 1 names it `k`
             data = {**data, "stored_topk": data["k"]}
         if "model" not in data:
             raise RecordError(f"{where}: missing key 'model'")
@@ -311,7 +428,9 @@ class Manifest:
                 f"{where}: schema_version {data['schema_version']} is newer than this ssb-plugin "
                 f"understands ({SCHEMA_VERSION}); upgrade ssb-plugin"
             )
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["target"] = StoredTarget.from_dict(data.get("target") or {}, where)
+        return cls(**values)
 
     @classmethod
     def load(cls, path: str | os.PathLike, revision: str | None = None) -> Manifest:

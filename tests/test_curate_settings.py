@@ -97,8 +97,8 @@ def test_manifest_records_each_setting_at_its_declared_path(tmp_path, monkeypatc
             node = node[key]
         assert node == getattr(cfg, name), path
     # the layout docs/curation.md and merge rely on
-    assert (m.stored_topk, m.target["stored_topk"], m.source["shard"]) == (7, 7, "1/3")
-    assert m.target["kind"] == "topk+tail" and m.target["temperatures"] == [1.0, 2.0]
+    assert (m.stored_topk, m.target.stored_topk, m.source["shard"]) == (7, 7, "1/3")
+    assert m.target.kind == "topk+tail" and m.target.temperatures == (1.0, 2.0)
     assert m.sampling["rollout"] == {
         "n": 4,
         "temperature": 0.8,

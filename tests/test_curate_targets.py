@@ -68,8 +68,8 @@ def test_kept_records_carry_the_stored_target(tmp_path, tiny_model_dir, backend)
 
     m = curate(_cfg(tmp_path, tiny_model_dir), backend=backend)
     assert m.counts["kept"] == 6 and m.stored_topk == 8
-    assert m.target["kind"] == "topk+tail" and m.target["temperatures"] == [1.0, 2.0]
-    assert m.target["tail_samples"] == 5 and m.target["tail_temperature"] == 2.0
+    assert m.target.kind == "topk+tail" and m.target.temperatures == (1.0, 2.0)
+    assert m.target.tail_samples == 5 and m.target.tail_temperature == 2.0
     rows = load_dataset(str(tmp_path / "out"), split="train")
     for i, row in enumerate(rows):
         validate_record(row, f"row {i}")

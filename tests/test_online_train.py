@@ -53,8 +53,8 @@ def test_no_stored_target_set_has_no_log_probs_and_stored_mode_refuses(online_on
     from ssb_plugin.train.dataset import load
 
     m = Manifest.load(online_only_set)
-    assert m.counts["kept"] >= 1 and m.stored_topk == 0 and m.target["kind"] == "none"
-    assert m.target["stored"] is False and m.extra["settings"]["stored_target"] is False
+    assert m.counts["kept"] >= 1 and m.stored_topk == 0 and m.target.kind == "none"
+    assert m.target.stored is False and m.extra["settings"]["stored_target"] is False
     ds = load_dataset(str(online_only_set), split="train")
     for i, row in enumerate(ds):
         assert (

@@ -21,7 +21,7 @@ from ssb_plugin.curate.problems import BadRow, Problem
 from ssb_plugin.curate.select import Choice, Rollout, choose, teacher_outcome
 from ssb_plugin.curate.targets import TargetSpec, score_rows
 from ssb_plugin.prompts import leaks_hint, student_messages, teacher_messages
-from ssb_plugin.record import TARGET_FIELDS, Outcome, chat_prompt_ids, kept_record
+from ssb_plugin.record import NESTED_COLUMNS, Outcome, chat_prompt_ids, kept_record
 
 
 @dataclass
@@ -74,8 +74,7 @@ def target_spec(cfg: CurateConfig) -> TargetSpec:
 
 def empty_target() -> dict[str, np.ndarray]:
     """The target columns of a record in a set for the online teacher only: no rows ([0, 0] each)."""
-    names = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)
-    return {n: np.zeros((0, 0), np.int32 if n.endswith("_ids") else np.float32) for n in names}
+    return {c.name: np.zeros((0, 0), np.dtype(c.dtype)) for c in NESTED_COLUMNS}
 
 
 class Curator:

@@ -22,6 +22,13 @@ from ssb_plugin.prompts import SYSTEM_PROMPT
 
 _SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
 
+# The stored-target defaults, declared here once (the settings below, TargetSpec and the manifest
+# read them). 32 + 92: 1000 bytes per answer token, the best LoRA-gradient cosine of the <= 1 KB
+# variants measured (benchmarks/objective.py; docs/training.md, "The objective").
+DEFAULT_STORED_TOPK = 32
+DEFAULT_TAIL_SAMPLES = 92
+DEFAULT_TARGET_TEMPERATURES = (1.0, 2.0)
+
 
 def setting(
     default: Any = None,
@@ -128,13 +135,13 @@ class CurateConfig:
     )
     # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
     stored_topk: int = setting(
-        32,
+        DEFAULT_STORED_TOPK,
         "teacher log-probs stored per answer token: the top ones (the sampling filters are *_top_k)",
         result=True,
         manifest=("stored_topk", "target.stored_topk"),
     )
     tail_samples: int = setting(
-        92,
+        DEFAULT_TAIL_SAMPLES,
         "teacher tail ids sampled per answer token (they carry the probability outside the top ones)",
         result=True,
         manifest="target.tail_samples",
@@ -143,7 +150,7 @@ class CurateConfig:
         help="temperatures whose exact log-normaliser is stored: training runs at one of them",
         result=True,
         manifest="target.temperatures",
-        factory=lambda: [1.0, 2.0],
+        factory=lambda: list(DEFAULT_TARGET_TEMPERATURES),
     )
     stored_target: bool = setting(
         True,

@@ -10,6 +10,7 @@ and the output may be neither a source nor overlap one.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ssb_plugin.atomic import atomic_copy, atomic_write_text
@@ -103,12 +104,16 @@ def merge(sources: list[str], out: str, overwrite: bool = False) -> Manifest:
     counts, timings, stats = tally(
         {"counts": m.counts, "timings": m.timings, "stats": m.extra.get("stats", {})} for m in manifests
     )
-    merged = Manifest(**{**json.loads(manifests[0].to_json())})
-    merged.counts = counts
-    merged.timings = {k: round(v, 3) for k, v in timings.items()}
-    merged.source = {**merged.source, "shard": f"merged {len(sources)}/{n}"}
-    merged.extra = {**merged.extra, "stats": dict(stats), "merged_from": [str(s) for s in sources]}
-    merged.extra.pop("chunks_done", None)
+    first = manifests[0]
+    extra = {**first.extra, "stats": dict(stats), "merged_from": [str(s) for s in sources]}
+    extra.pop("chunks_done", None)
+    merged = replace(
+        first,
+        counts=counts,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        source={**first.source, "shard": f"merged {len(sources)}/{n}"},
+        extra=extra,
+    )
     merged.save(dest)  # the manifest last: without it the directory is not a loadable set
     atomic_write_text(dest / CARD_FILE, dataset_card(json.loads(merged.to_json())))
     return merged

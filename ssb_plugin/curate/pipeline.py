@@ -21,7 +21,7 @@ from ssb_plugin.curate.problems import load_problems
 from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.writer import OutputDir
 from ssb_plugin.prompts import TEACHER_TEMPLATE
-from ssb_plugin.record import Manifest, Outcome, TargetKind, tokenizer_fingerprint
+from ssb_plugin.record import Manifest, Outcome, StoredTarget, TargetKind, tokenizer_fingerprint
 
 
 def resolve(cfg: CurateConfig) -> CurateConfig:
@@ -82,10 +82,11 @@ def build_manifest(
     m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
     m["sampling"]["rollout"]["top_p"] = 1.0
     m["sampling"]["teacher"].update(n=1, top_p=1.0)
+    target = m.pop("target")  # the target.* settings, completed by what the scoring pass records
     if cfg.stored_target:
-        m["target"].update(target_spec(cfg).manifest())
+        target.update(target_spec(cfg).manifest().to_dict())
     else:  # a set for `ssb_teacher: online` only: training in stored mode refuses it (stored_topk 0)
-        m["target"].update(kind=TargetKind.NONE)
+        target.update(kind=TargetKind.NONE)
         m["stored_topk"] = 0
     m["extra"].update(
         backend_info=backend_info,
@@ -99,6 +100,7 @@ def build_manifest(
     )
     return Manifest(
         **m,
+        target=StoredTarget.from_dict(target),
         tokenizer=tokenizer_fingerprint(tokenizer),
         counts=counts,
         timings={k: round(v, 3) for k, v in timings.items()},

@@ -22,34 +22,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssb_plugin.record import TargetKind
-
-DEFAULT_TEMPERATURES = (1.0, 2.0)
+from ssb_plugin.curate.config import DEFAULT_STORED_TOPK, DEFAULT_TAIL_SAMPLES, DEFAULT_TARGET_TEMPERATURES
+from ssb_plugin.record import StoredTarget, TargetKind
 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    # 32 + 92: 1000 bytes per answer token, the best LoRA-gradient cosine of the <= 1 KB variants
-    # measured (benchmarks/objective.py; docs/training.md, "The objective")
-    stored_topk: int = 32  # teacher log-probs stored per answer token (the top ones)
-    tail_samples: int = 92  # tail ids sampled per answer token
-    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES  # log-normalisers stored for these T
+    stored_topk: int = DEFAULT_STORED_TOPK  # teacher log-probs stored per answer token (the top ones)
+    tail_samples: int = DEFAULT_TAIL_SAMPLES  # tail ids sampled per answer token
+    temperatures: tuple[float, ...] = DEFAULT_TARGET_TEMPERATURES  # log-normalisers stored for these T
 
     @property
     def tail_temperature(self) -> float:
         return max(self.temperatures)
 
-    def manifest(self) -> dict:
+    def manifest(self) -> StoredTarget:
         """The manifest's `target` entry: what training needs to read the fields."""
-        return {
-            "kind": TargetKind.TOPK_TAIL,
-            "stored_topk": self.stored_topk,
-            "tail_samples": self.tail_samples,
-            "temperatures": [float(t) for t in self.temperatures],
-            "tail_temperature": float(self.tail_temperature),
-            "tail_sampling": "systematic, from the teacher's tail at tail_temperature",
-            "logprobs": "raw (temperature 1), from a teacher-forced scoring pass",
-        }
+        return StoredTarget(
+            kind=TargetKind.TOPK_TAIL,
+            temperatures=tuple(float(t) for t in self.temperatures),
+            tail_temperature=float(self.tail_temperature),
+            stored_topk=self.stored_topk,
+            tail_samples=self.tail_samples,
+            tail_sampling="systematic, from the teacher's tail at tail_temperature",
+            logprobs="raw (temperature 1), from a teacher-forced scoring pass",
+        )
 
     def bytes_per_token(self) -> int:
         return 8 * self.stored_topk + 8 * self.tail_samples + 4 * len(self.temperatures)

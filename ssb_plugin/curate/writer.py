@@ -26,9 +26,9 @@ from ssb_plugin.atomic import TEMP_GLOB, atomic_path, atomic_write_text
 from ssb_plugin.curate import ownership
 from ssb_plugin.curate.config import ConfigError
 from ssb_plugin.curate.ownership import CARD_FILE, DATA_DIR, PROGRESS_DIR, RUN_MARKER
-from ssb_plugin.record import TARGET_FIELDS, features
+from ssb_plugin.record import NESTED_COLUMNS, NESTED_FIELDS, features
 
-_NESTED = ("teacher_topk_ids", "teacher_topk_logprobs", *TARGET_FIELDS)  # [R][width] numeric columns
+_NESTED_DTYPE = {c.name: np.dtype(c.dtype) for c in NESTED_COLUMNS}
 
 
 def shard_path(root: Path, chunk: int) -> Path:
@@ -56,10 +56,8 @@ def records_table(rows: list[dict[str, Any]]):
     schema = features().arrow_schema
     cols = []
     for f in schema:
-        if f.name in _NESTED:
-            col = _nested_array(
-                [r[f.name] for r in rows], np.int32 if f.name.endswith("_ids") else np.float32
-            )
+        if f.name in _NESTED_DTYPE:
+            col = _nested_array([r[f.name] for r in rows], _NESTED_DTYPE[f.name])
         else:
             col = pa.array([r[f.name] for r in rows], type=f.type)
         cols.append(col.cast(f.type) if col.type != f.type else col)
@@ -72,9 +70,9 @@ def write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow.parquet as pq
 
     table = records_table(rows)
-    leaf = [f"{c}.list.element.list.element" for c in _NESTED]
+    leaf = [f"{c}.list.element.list.element" for c in NESTED_FIELDS]
     ids = ["response_ids.list.element"]
-    dict_cols = [c for c in table.column_names if c not in _NESTED and c != "response_ids"]
+    dict_cols = [c for c in table.column_names if c not in NESTED_FIELDS and c != "response_ids"]
 
     with atomic_path(path) as tmp:
         pq.write_table(

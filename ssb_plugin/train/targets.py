@@ -8,53 +8,21 @@ those ids; the loss is sum_j w_j (log p_j - log q_j) (ssb_plugin.train.loss.spar
   sampling temperature T_s each tail sample weighs (tail mass) / m (unbiased); at another carried T
   the samples are importance-weighted by p_T / p_T_s and normalised to the tail mass (consistent).
   With the student equal to the teacher every log p_j equals log q_j: the estimate is exactly 0.
-- older sets (top-k only, no log-normaliser): the stored top-k renormalised at T, as before; this
-  drops the tail mass (see `tail_share`), so it is kept only for sets curated before the change.
+- top-k-only sets (no log-normaliser, no `target` in the manifest): the stored top-k renormalised at
+  T; this drops the tail mass (see `tail_share`), so such sets are read but warned about.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from ssb_plugin.record import TargetKind
+from ssb_plugin.record import StoredTarget, TargetError, TargetKind
 
 TOPK_TAIL, RENORMALISED = TargetKind.TOPK_TAIL, TargetKind.RENORMALISED
+# What the manifest says about a set's stored target, as training reads it (StoredTarget.from_manifest).
+TargetInfo = StoredTarget
 
-
-class TargetError(ValueError):
-    """A set that cannot give the target the training asks for; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """What the manifest says about a set's stored target (`kind` RENORMALISED for older sets)."""
-
-    kind: TargetKind = RENORMALISED
-    temperatures: tuple[float, ...] = ()
-    tail_temperature: float | None = None
-
-    @classmethod
-    def from_manifest(cls, manifest) -> TargetInfo:
-        target = getattr(manifest, "target", None) or {}
-        if target.get("kind") != TOPK_TAIL:
-            return cls()
-        temps = tuple(float(t) for t in target["temperatures"])
-        return cls(TOPK_TAIL, temps, float(target.get("tail_temperature", max(temps))))
-
-    def index(self, temperature: float, source: str = "the set") -> int:
-        """Column of `temperature` in teacher_log_norm; TargetError (how to re-curate) if not carried."""
-        for i, t in enumerate(self.temperatures):
-            if abs(t - float(temperature)) <= 1e-6:
-                return i
-        listed = [f"{t:g}" for t in self.temperatures]
-        raise TargetError(
-            f"{source} carries the teacher's log-normaliser for T in [{', '.join(listed)}], not for "
-            f"ssb_temperature={temperature:g}: train at one of those, or re-curate with "
-            f"`ssb-curate ... --target-temperatures {','.join([*listed, f'{temperature:g}'])}` (the exact target at T "
-            f"needs logsumexp(teacher logits / T), which only curation sees)"
-        )
+__all__ = ["RENORMALISED", "TOPK_TAIL", "TargetError", "TargetInfo", "build_target", "tail_share"]
 
 
 def build_target(
@@ -74,7 +42,7 @@ def build_target(
     tail_raw = np.asarray(row["teacher_tail_logprobs"], dtype=np.float64).reshape(len(top_ids), -1)
     lp_tail = tail_raw / temperature - lz
     if tail_ids.shape[1]:
-        ts = info.tail_temperature
+        ts = info.sampling_temperature
         lz_s = log_norm[:, info.index(ts)][:, None]
         ratio = lp_tail - (tail_raw / ts - lz_s)  # log p_T / p_T_s per sample (0 at T = T_s)
         ratio -= ratio.max(-1, keepdims=True)
@@ -95,7 +63,7 @@ def _renormalised(top_ids, top_lp, temperature):
 
 def tail_share(rows, info: TargetInfo, temperature: float) -> float | None:
     """Mean teacher probability at T outside the stored top-k, over the rows' answer tokens.
-    Exact for "topk+tail" sets at a carried T; for older sets known only at T = 1 (None otherwise)."""
+    Exact for "topk+tail" sets at a carried T; for top-k-only sets known only at T = 1 (None otherwise)."""
     shares = []
     for row in rows:
         lp = np.asarray(row["teacher_topk_logprobs"], dtype=np.float64)
