@@ -23,7 +23,6 @@ if importlib.util.find_spec("axolotl") is None:
         "test_dataset.py",
         "test_loss_model.py",
         "test_online.py",
-        "test_tokenizer_check.py",
     ]
 
 
@@ -89,3 +88,20 @@ def smollm2_dir() -> Path:
     from ssb_plugin.embedded import converted_dir
 
     return converted_dir()
+
+
+@pytest.fixture
+def ssb_registered():
+    """SSBPlugin registered with Axolotl's plugin manager, as `axolotl train` registers `plugins:
+    [ssb_plugin.SSBPlugin]`: the dataset type refuses to tokenise without it. The manager is a
+    process-wide singleton, so each test gets a fresh one and the previous one comes back after."""
+    pytest.importorskip("axolotl")
+    from axolotl.integrations.base import PluginManager
+
+    saved = PluginManager._instance
+    PluginManager._instance = None
+    manager = PluginManager.get_instance()
+    manager.register("ssb_plugin.SSBPlugin")
+    assert manager.plugins, "SSBPlugin did not register"
+    yield manager
+    PluginManager._instance = saved

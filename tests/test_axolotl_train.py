@@ -16,8 +16,8 @@ import pytest
 import yaml
 from support.axolotl_cli import axolotl_ok as _axolotl
 from support.axolotl_cli import check_adapter as _check_adapter
-from support.axolotl_cli import logged_dicts as _logs
-from support.axolotl_cpu import TINY_LORA
+from support.axolotl_cli import training_log
+from support.axolotl_cpu import train_config
 from support.curated_fixture import cached_curated_set, one_thread
 
 pytestmark = pytest.mark.slow
@@ -43,53 +43,48 @@ def _sft_jsonl(curated: Path, out: Path) -> Path:
 
 def test_sft_config_plus_two_additions_trains_with_real_cli(tiny_model_dir, tmp_path, tmp_path_factory):
     curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
-    sft = {
-        "base_model": str(tiny_model_dir),
-        "tokenizer_type": "AutoTokenizer",
-        "chat_template": "tokenizer_default",
-        "datasets": [
-            {
-                "path": str(_sft_jsonl(curated, tmp_path / "sft.jsonl")),
-                "ds_type": "json",
-                "type": "chat_template",
-                "field_messages": "messages",
-            }
-        ],
-        "dataset_prepared_path": str(tmp_path / "prepared"),
-        **TINY_LORA,
-        "micro_batch_size": 2,
-        "gradient_accumulation_steps": 1,
-        "max_steps": 2,
-        "output_dir": str(tmp_path / "out-sft"),
+    sft_data = {
+        "path": str(_sft_jsonl(curated, tmp_path / "sft.jsonl")),
+        "ds_type": "json",
+        "type": "chat_template",
+        "field_messages": "messages",
     }
-    (tmp_path / "sft").mkdir()
-    out = _axolotl(sft, tmp_path / "sft", launcher=False)
-    assert any("loss" in x for x in _logs(out)) and not any("ssb_kd" in x for x in _logs(out))
+    sft = train_config(tiny_model_dir, curated, tmp_path / "sft", plugins=None, datasets=[sft_data])
+    _axolotl(sft, tmp_path / "sft", launcher=False)
+    _check_adapter(tiny_model_dir, Path(sft["output_dir"]))  # plain SFT trained the adapter...
+    assert training_log(sft) == []  # ...without the plugin (its log file is the plugin's)
 
     # The two additions (plus packing and an eval split, to exercise both collator paths).
-    ssb = {
-        **sft,
+    ssb = train_config(
+        tiny_model_dir,
+        curated,
+        tmp_path / "ssb",
+        sample_packing=True,
+        val_set_size=0.5,  # >= 2 packed eval batches: the multipack eval sampler drops a partial one
+        eval_strategy="steps",
+        eval_steps=2,
+    )
+    assert {k: v for k, v in ssb.items() if sft.get(k) != v} == {
         "plugins": ["ssb_plugin.SSBPlugin"],
         "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
-        "dataset_prepared_path": str(tmp_path / "prepared-ssb"),
-        "output_dir": str(tmp_path / "out-ssb"),
+        "dataset_prepared_path": f"{tmp_path / 'ssb'}/prepared",
+        "output_dir": f"{tmp_path / 'ssb'}/out",
         "sample_packing": True,
-        "val_set_size": 0.5,  # >= 2 packed eval batches: the multipack eval sampler drops a partial one
+        "val_set_size": 0.5,
         "eval_strategy": "steps",
         "eval_steps": 2,
     }
-    (tmp_path / "ssb").mkdir()
     out = _axolotl(ssb, tmp_path / "ssb", launcher=True)
-    logs = _logs(out)
+    logs = training_log(ssb)
     train = [x for x in logs if "ssb_kd" in x and "loss" in x]
     evals = [x for x in logs if "eval_loss" in x]
-    assert len(train) == 2, out[-4000:]
+    assert [x["step"] for x in train] == [1, 2], out[-4000:]
     for x in train:  # ce_weight 0: the loss is exactly the KD term
-        assert float(x["loss"]) == pytest.approx(float(x["ssb_kd"]), rel=1e-3)
-        assert float(x["ssb_ce"]) > 0 and int(x["ssb_answer_tokens"]) > 0
+        assert x["loss"] == pytest.approx(x["ssb_kd"], rel=1e-3)
+        assert x["ssb_ce"] > 0 and x["ssb_answer_tokens"] > 0
     # eval_loss is HF's mean of per-batch losses, eval_ssb_kd is per answer token over all batches
-    assert evals and float(evals[-1]["eval_loss"]) == pytest.approx(float(evals[-1]["eval_ssb_kd"]), rel=0.05)
-    _check_adapter(tiny_model_dir, tmp_path / "out-ssb")
+    assert evals and evals[-1]["eval_loss"] == pytest.approx(evals[-1]["eval_ssb_kd"], rel=0.05)
+    _check_adapter(tiny_model_dir, Path(ssb["output_dir"]))
 
 
 def test_cpu_recipe_on_smollm2(smollm2_dir, repo_root, tmp_path, tmp_path_factory):
@@ -106,7 +101,7 @@ def test_cpu_recipe_on_smollm2(smollm2_dir, repo_root, tmp_path, tmp_path_factor
         max_steps=2,
     )
     out = _axolotl(cfg, tmp_path, launcher=False)
-    train = [x for x in _logs(out) if "ssb_kd" in x]
-    assert len(train) == 2 and all(0 < float(x["loss"]) < 100 for x in train), out[-4000:]
+    train = [x for x in training_log(cfg) if "ssb_kd" in x]
+    assert len(train) == 2 and all(0 < x["loss"] < 100 for x in train), out[-4000:]
     _check_adapter(smollm2_dir, tmp_path / "out")
     shutil.rmtree(tmp_path / "prepared", ignore_errors=True)

@@ -175,8 +175,9 @@ def test_stored_target_equals_dense_full_vocab_kl_when_k_is_vocab(reference_run,
         torch.testing.assert_close(g_stored, g_dense, rtol=1e-3, atol=1e-5)
 
 
-def test_older_set_warns_once_and_an_uncarried_t_stops(reference_run, smollm2, tmp_path, caplog):
-    pytest.importorskip("axolotl")
+def test_older_set_warns_once_and_an_uncarried_t_stops(
+    reference_run, smollm2, tmp_path, caplog, ssb_registered
+):
     import logging
 
     from axolotl.utils.dict import DictDefault

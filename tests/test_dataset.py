@@ -72,7 +72,7 @@ def test_target_top_k_is_the_exact_teacher_probability_at_t(tok, raw):
         np.testing.assert_allclose(np.asarray(out[WEIGHTS])[:, :k], np.exp(want), atol=1e-6)
 
 
-def test_training_at_a_temperature_the_set_does_not_carry_stops(tok, curated):
+def test_training_at_a_temperature_the_set_does_not_carry_stops(tok, curated, ssb_registered):
     with pytest.raises(TargetError, match=r"T in \[1, 2\].*ssb_temperature=3.*--target-temperatures 1,2,3"):
         load(tok, _cfg(ssb_temperature=3.0), {"path": str(curated)})
 
@@ -88,7 +88,7 @@ def test_an_older_set_without_the_new_fields_warns_once(tok, raw, caplog):
     assert all(abs(sum(w) - 1) < 1e-5 for row in ds[WEIGHTS] for w in row)  # trains as before
 
 
-def test_load_refuses_a_different_chat_template(tok, curated):
+def test_load_refuses_a_different_chat_template(tok, curated, ssb_registered):
     import copy
 
     other = copy.deepcopy(tok)
@@ -102,7 +102,7 @@ def test_load_refuses_a_different_chat_template(tok, curated):
     )
 
 
-def test_load_needs_the_plugin_and_a_manifest(tok, curated, tmp_path):
+def test_load_needs_the_plugin_and_a_manifest(tok, curated, tmp_path, ssb_registered):
     with pytest.raises(RecordError, match="plugins"):
         load(tok, _cfg(plugins=[]), {"path": str(curated)})
     with pytest.raises(RecordError, match="manifest"):

@@ -1,17 +1,16 @@
 """Axolotl's own examples/llama-3/lora-1b.yml + the two SSB additions, through the real `axolotl train`
-launcher on the embedded SmolLM2 and a 4-record set curated by it (issue 12, items 12 and 13).
+launcher on the embedded SmolLM2 and a 4-record set curated by it.
 
-- item 12: the example's `special_tokens: {pad_token: "<|end_of_text|>"}` appends a token after the
-  curated vocabulary; training goes ahead and says which token, from which key (it used to stop with
-  "the training tokenizer's vocabulary differs from the curated set's");
-- item 13: as is (packing, val_set_size 0.1, micro-batch 2 x accumulation 2), the 4 records train
-  nothing; the run must fail with the numbers, not print "Training completed! ... Model successfully saved".
+- the example's `special_tokens: {pad_token: "<|end_of_text|>"}` appends a token after the curated
+  vocabulary; training goes ahead and says which token, from which key;
+- as is (packing, val_set_size 0.1, micro-batch 2 x accumulation 2), the 4 records train nothing;
+  the run must fail with the numbers, not print "Training completed! ... Model successfully saved".
 """
 
 from __future__ import annotations
 
 import pytest
-from support.axolotl_cli import logged_dicts, run_axolotl
+from support.axolotl_cli import run_axolotl, training_log
 from support.axolotl_example import ssb_lora_1b
 from support.curated_fixture import cached_curated_set, one_thread
 
@@ -34,7 +33,7 @@ def test_example_with_its_pad_token_trains_and_names_the_appended_token(smollm2_
     cfg = ssb_lora_1b(smollm2_dir, smol_set, tmp_path)
     assert cfg["special_tokens"] == {"pad_token": PAD}
     # 4 records pack into one bin: with the example's micro-batch 2 and eval split nothing would
-    # train (item 13, below); one bin per micro-batch and no split make it one optimizer step.
+    # train (the next test); one bin per micro-batch and no split make it one optimizer step.
     cfg.update(micro_batch_size=1, val_set_size=0)
     proc = run_axolotl(cfg, tmp_path, launcher=True, timeout=600)
     out = proc.output
@@ -42,15 +41,15 @@ def test_example_with_its_pad_token_trains_and_names_the_appended_token(smollm2_
     new_id = len(AutoTokenizer.from_pretrained(smollm2_dir))  # the first id after the curated vocabulary
     assert "appends 1 token(s)" in out and f"'{PAD}' (id {new_id})" in out
     assert f"special_tokens.pad_token: '{PAD}'" in out
-    train = [x for x in logged_dicts(out) if "ssb_kd" in x and "loss" in x]
+    train = [x for x in training_log(cfg) if "ssb_kd" in x and "loss" in x]
     assert len(train) == 1, out[-4000:]
-    assert 0 < float(train[0]["loss"]) == pytest.approx(float(train[0]["ssb_kd"]), rel=1e-3)
+    assert 0 < train[0]["loss"] == pytest.approx(train[0]["ssb_kd"], rel=1e-3)
     assert (tmp_path / "lora-out" / "adapter_model.safetensors").exists()
 
 
 def test_example_as_is_on_four_records_fails_with_the_numbers(smollm2_dir, smol_set, tmp_path):
     cfg = ssb_lora_1b(smollm2_dir, smol_set, tmp_path)
-    del cfg["special_tokens"]  # the issue's second run: without it
+    del cfg["special_tokens"]  # the example without its pad token: the vocabulary is the curated one
     proc = run_axolotl(cfg, tmp_path, launcher=True, timeout=600)
     out = proc.output
     assert proc.returncode != 0, out[-6000:]

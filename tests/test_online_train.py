@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.axolotl_cli import ENV
+from support.axolotl_cli import ENV, training_log
 from support.axolotl_cli import axolotl_ok as _axolotl
 from support.axolotl_cli import check_adapter as _check_adapter
-from support.axolotl_cli import logged_dicts as _logs
-from support.axolotl_cpu import TINY_LORA
+from support.axolotl_cpu import train_config
 from support.curated_fixture import cached_curated_set, one_thread
 from test_curate_hf import ARGS, ROWS
 
@@ -45,7 +44,9 @@ def online_only_set(smollm2_dir, tmp_path_factory) -> Path:
     return out
 
 
-def test_no_stored_target_set_has_no_log_probs_and_stored_mode_refuses(online_only_set, smollm2_dir):
+def test_no_stored_target_set_has_no_log_probs_and_stored_mode_refuses(
+    online_only_set, smollm2_dir, ssb_registered
+):
     from datasets import load_dataset
     from transformers import AutoTokenizer
 
@@ -83,74 +84,59 @@ def test_axolotl_trains_online_on_a_set_without_log_probs(online_only_set, smoll
         ssb_teacher="online",
     )
     out = _axolotl(cfg, tmp_path, launcher=False, timeout=1200)
-    train = [x for x in _logs(out) if "ssb_kd" in x]
+    train = [x for x in training_log(cfg) if "ssb_kd" in x]
     assert len(train) == 2, out[-4000:]
     # the adapter starts at zero (student = base model on the bare question): KL > 0, finite
-    assert all(0 < float(x["ssb_kd"]) < 100 and int(x["ssb_answer_tokens"]) > 0 for x in train), train
+    assert all(0 < x["ssb_kd"] < 100 and x["ssb_answer_tokens"] > 0 for x in train), train
     _check_adapter(smollm2_dir, tmp_path / "out")
 
 
 def test_axolotl_online_with_packing_checkpointing_and_eval(tiny_model_dir, tmp_path, tmp_path_factory):
     curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
-    cfg = {
-        "base_model": str(tiny_model_dir),
-        "tokenizer_type": "AutoTokenizer",
-        "chat_template": "tokenizer_default",
-        "plugins": ["ssb_plugin.SSBPlugin"],
-        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
-        "dataset_prepared_path": str(tmp_path / "prepared"),
-        **TINY_LORA,
-        "ssb_teacher": "online",
-        "micro_batch_size": 2,
-        "gradient_accumulation_steps": 2,
-        "max_steps": 2,
-        "sample_packing": True,
-        "gradient_checkpointing": True,
-        "val_set_size": 0.5,
-        "eval_strategy": "steps",
-        "eval_steps": 2,
-        "output_dir": str(tmp_path / "out"),
-    }
+    cfg = train_config(
+        tiny_model_dir,
+        curated,
+        tmp_path,
+        ssb_teacher="online",
+        gradient_accumulation_steps=2,
+        sample_packing=True,
+        gradient_checkpointing=True,
+        val_set_size=0.5,
+        eval_strategy="steps",
+        eval_steps=2,
+    )
     out = _axolotl(cfg, tmp_path, launcher=True, timeout=1200)
-    logs = _logs(out)
+    logs = training_log(cfg)
     train = [x for x in logs if "ssb_kd" in x and "loss" in x]
     evals = [x for x in logs if "eval_ssb_kd" in x]
     assert len(train) == 2, out[-4000:]
     for x in train:  # ce_weight 0: the loss is exactly the KD term
-        assert float(x["loss"]) == pytest.approx(float(x["ssb_kd"]), rel=1e-3) and float(x["ssb_kd"]) >= 0
-    assert evals and float(evals[-1]["eval_ssb_answer_tokens"]) > 0
-    _check_adapter(tiny_model_dir, tmp_path / "out")
+        assert x["loss"] == pytest.approx(x["ssb_kd"], rel=1e-3) and x["ssb_kd"] >= 0
+    assert evals and evals[-1]["eval_ssb_answer_tokens"] > 0
+    _check_adapter(tiny_model_dir, Path(cfg["output_dir"]))
 
 
 def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory):
     """`axolotl train --launcher torchrun -- --nproc_per_node 2` on CPU (gloo DDP) with the online teacher."""
-    from ssb_plugin.train.training_log import read_log_history
-
     curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
-    cfg = {
-        "base_model": str(tiny_model_dir),
-        "tokenizer_type": "AutoTokenizer",
-        "chat_template": "tokenizer_default",
-        "plugins": ["ssb_plugin.SSBPlugin"],
-        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
-        "dataset_prepared_path": str(tmp_path / "prepared"),
-        **TINY_LORA,
-        "ssb_teacher": "online",
-        "micro_batch_size": 1,
-        "gradient_accumulation_steps": 1,
-        "num_epochs": 1,
-        "output_dir": str(tmp_path / "lora"),
-    }
-    import yaml
-
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg))
-    bindir = Path(sys.executable).parent
-    cmd = [str(bindir / "axolotl"), "train", str(tmp_path / "config.yml"), "--launcher", "torchrun"]
-    cmd += ["--", "--nproc_per_node", "2"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    steps = [h for h in read_log_history(tmp_path / "lora") if "ssb_kd" in h]
+    cfg = train_config(
+        tiny_model_dir,
+        curated,
+        tmp_path,
+        ssb_teacher="online",
+        micro_batch_size=1,
+        max_steps=None,
+        num_epochs=1,
+    )
+    _axolotl(
+        cfg,
+        tmp_path,
+        launcher=True,
+        timeout=900,
+        args=("--launcher", "torchrun", "--", "--nproc_per_node", "2"),
+    )
+    steps = [h for h in training_log(cfg) if "ssb_kd" in h]
     # one epoch of 8 records at micro-batch 1: 4 steps when two ranks share the data
     assert [h["step"] for h in steps] == [1, 2, 3, 4], steps
     assert all(h["ssb_kd"] >= 0 and h["ssb_answer_tokens"] > 0 for h in steps)
-    assert (tmp_path / "lora" / "adapter_model.safetensors").exists()
+    assert (Path(cfg["output_dir"]) / "adapter_model.safetensors").exists()

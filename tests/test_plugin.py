@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +119,52 @@ def test_seed_makes_the_lora_init_repeatable(plugin_manager, tiny_model_dir):
     assert first and first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not any(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_the_dataset_type_refuses_to_tokenise_unless_the_plugin_is_registered(plugin_manager, tmp_path):
+    from ssb_plugin.record import RecordError
+    from ssb_plugin.train.dataset import load
+
+    cfg = {"plugins": ["ssb_plugin.SSBPlugin"]}  # listed, but nothing registered it
+    with pytest.raises(RecordError, match=r"SSBPlugin is not registered .*registered: none.*plain SFT"):
+        load(None, cfg, {"path": str(tmp_path)})
+    plugin_manager.register("ssb_plugin.SSBPlugin")
+    with pytest.raises(RecordError, match="no manifest.json"):  # registered: load goes on to read the set
+        load(None, cfg, {"path": str(tmp_path)})
+
+
+# Axolotl 0.19 logs a plugin that fails to import and goes on without it; 0.21 stops the run itself.
+AXOLOTL_SKIPS_FAILED_PLUGINS = importlib.metadata.version("axolotl").split(".")[:2] == ["0", "19"]
+IMPORT_FAILS = Path(__file__).parent / "support" / "plugin_import_fails"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", ["import fails", "not listed"])
+def test_an_ssb_config_without_its_plugin_never_trains(plugin, tiny_model_dir, tmp_path, tmp_path_factory):
+    """The real `axolotl train` on an SSB dataset whose plugin cannot load, or is missing from
+    `plugins:`, exits non-zero naming the cause, before a step of plain SFT."""
+    from support.axolotl_cli import run_axolotl, training_log
+    from support.axolotl_cpu import train_config
+    from support.curated_fixture import cached_curated_set, one_thread
+
+    with one_thread():
+        curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=4, k=8)
+    if plugin == "import fails":
+        cfg = train_config(tiny_model_dir, curated, tmp_path, max_steps=1)
+        pythonpath = os.pathsep.join(filter(None, [str(IMPORT_FAILS), os.environ.get("PYTHONPATH")]))
+        proc = run_axolotl(cfg, tmp_path, launcher=False, env={"PYTHONPATH": pythonpath})
+        assert "ssb_plugin.train.plugin is made to fail" in proc.output, proc.output[-4000:]
+        expected = (
+            "ssb_plugin.SSBPlugin is not loaded, because importing ssb_plugin.train.plugin fails"
+            if AXOLOTL_SKIPS_FAILED_PLUGINS
+            else "Could not load required plugin 'ssb_plugin.SSBPlugin'"
+        )
+    else:
+        cfg = train_config(tiny_model_dir, curated, tmp_path, max_steps=1, plugins=None)
+        proc = run_axolotl(cfg, tmp_path, launcher=False)
+        expected = (
+            "dataset type ssb_plugin.dataset needs the SSB trainer: add `plugins: [ssb_plugin.SSBPlugin]`"
+        )
+    assert proc.returncode != 0 and expected in proc.output, proc.output[-4000:]
+    assert "Training completed" not in proc.output and training_log(cfg) == []
+    assert not (Path(cfg["output_dir"]) / "adapter_model.safetensors").exists()

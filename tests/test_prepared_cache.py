@@ -1,9 +1,9 @@
-"""Axolotl's prepared-dataset cache never outlives the curated set it was built from (issue 12, item 4).
+"""Axolotl's prepared-dataset cache never outlives the curated set it was built from.
 
 Unit: the set fingerprint follows every file `datasets` reads; the cache directory follows the sets,
-the training tokenizer, `ssb_temperature` and `ssb_teacher`. Real CLI: a set re-curated with another tokenizer at the same
-path is refused, a deleted set is an error, a corrupted one is rebuilt (and fails) — where the code
-before this trained all three to completion on the cached rows of the first set.
+the training tokenizer, `ssb_temperature` and `ssb_teacher`. Real CLI: a set re-curated with another
+tokenizer at the same path is refused, a deleted set is an error, a corrupted one is rebuilt (and
+fails), rather than any of them training on the cached rows of the first set.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.axolotl_cli import logged_dicts, run_axolotl
-from support.axolotl_cpu import TINY_LORA
+from support.axolotl_cli import run_axolotl, training_log
+from support.axolotl_cpu import train_config
 from support.curated_fixture import cached_curated_set, one_thread
 
 from ssb_plugin.record import RecordError
@@ -108,45 +108,45 @@ def test_real_cli_never_trains_on_a_stale_prepared_cache(
 ):
     """One training run fills the cache; then the set at that path is replaced by one curated with
     another tokenizer, deleted, and restored with a truncated shard: each run must fail without a
-    training step (before this change all three trained to completion on the first set's rows)."""
+    training step."""
     with one_thread():
         other = cached_curated_set(
             smollm2_dir, tmp_path_factory.getbasetemp() / "curated", n=4, k=16, max_new_tokens=12
         )
     path = _copy(tiny_set, tmp_path / "runs" / "ssb-set")
-    cfg = {
-        "base_model": str(tiny_model_dir),
-        "tokenizer_type": "AutoTokenizer",
-        "chat_template": "tokenizer_default",
-        "plugins": ["ssb_plugin.SSBPlugin"],
-        "datasets": [{"path": str(path), "type": "ssb_plugin.dataset"}],
-        "dataset_prepared_path": str(tmp_path / "prepared"),
-        **TINY_LORA,
-        "micro_batch_size": 2,
-        "gradient_accumulation_steps": 1,
-        "max_steps": 1,
-        "output_dir": str(tmp_path / "out"),
-    }
-    first = run_axolotl(cfg, tmp_path / "run1", launcher=False)
+
+    def run(name: str):
+        """A run of the same config with the same prepared cache; its own output_dir for its log."""
+        cfg = train_config(
+            tiny_model_dir,
+            path,
+            tmp_path,
+            max_steps=1,
+            dataset_prepared_path=str(tmp_path / "prepared"),
+            output_dir=str(tmp_path / name / "out"),
+        )
+        return run_axolotl(cfg, tmp_path / name, launcher=False), training_log(cfg)
+
+    first, log = run("run1")
     assert first.returncode == 0, first.output[-4000:]
-    assert [x for x in logged_dicts(first.output) if "ssb_kd" in x]
+    assert [x for x in log if "ssb_kd" in x]
 
     _copy(other, path)  # re-curated at the same path, by a model with another tokenizer
-    recurated = run_axolotl(cfg, tmp_path / "run2", launcher=False)
+    recurated, log = run("run2")
     assert recurated.returncode != 0
     assert "differs from the curated set's" in recurated.output  # its chat template, here
-    assert not [x for x in logged_dicts(recurated.output) if "ssb_kd" in x]
+    assert log == []
 
     shutil.rmtree(path)  # deleted
-    deleted = run_axolotl(cfg, tmp_path / "run3", launcher=False)
+    deleted, log = run("run3")
     assert deleted.returncode != 0
     assert f"curated set {path}: not found (deleted or moved?)" in deleted.output
-    assert not [x for x in logged_dicts(deleted.output) if "ssb_kd" in x]
+    assert log == []
 
     _copy(tiny_set, path)  # the first set again, but a shard cut short: rebuilt, so the damage shows
     shard = next((path / "data").glob("*.parquet"))
     shard.write_bytes(shard.read_bytes()[:-100])
-    corrupted = run_axolotl(cfg, tmp_path / "run4", launcher=False)
+    corrupted, log = run("run4")
     assert corrupted.returncode != 0
     assert "Loading prepared dataset from disk" not in corrupted.output
-    assert not [x for x in logged_dicts(corrupted.output) if "ssb_kd" in x]
+    assert log == []

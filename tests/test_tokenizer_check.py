@@ -1,7 +1,7 @@
 """Tokens a config appends after the curated vocabulary are accepted; any other change is refused,
-naming what the config changed (issue 12, item 12). And why appending is safe, on the real model:
-the distillation loss with the enlarged vocabulary is the old one plus -log(1 - q_new) per answer
-token, whose gradient only lowers the new tokens' logits.
+naming what the config changed. And why appending is safe, on the real model: the distillation loss
+with the enlarged vocabulary is the old one plus -log(1 - q_new) per answer token, whose gradient
+only lowers the new tokens' logits.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import copy
 import logging
 
 import pytest
-import torch
 
 from ssb_plugin.record import Manifest, RecordError, tokenizer_fingerprint
-from ssb_plugin.train.dataset import SSBDatasetStrategy, load
-from ssb_plugin.train.loss import sparse_kl_sums
 from ssb_plugin.train.tokenizer_check import appended_tokens, check_training_tokenizer, config_token_changes
+
+# torch and Axolotl (the dataset type) load inside the tests, not when pytest collects this module.
+# `load` refuses to tokenise unless SSBPlugin is registered, as `axolotl train` registers it.
+pytestmark = pytest.mark.usefixtures("ssb_registered")
 
 PAD = "<|end_of_text|>"  # Axolotl's examples/llama-3/lora-1b.yml: special_tokens.pad_token
 
@@ -27,8 +28,18 @@ def smol_tok(smollm2_dir):
     return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
+def load(tokenizer, cfg, ds_cfg):
+    from ssb_plugin.train.dataset import load as dataset_load
+
+    return dataset_load(tokenizer, cfg, ds_cfg)
+
+
 def topk_kd(h, w, ids, raw_logprobs, *, temperature, bias=None):
     """The KD of a teacher target with all its mass on the old vocabulary (its top-k at T)."""
+    import torch
+
+    from ssb_plugin.train.loss import sparse_kl_sums
+
     log_p = torch.log_softmax(raw_logprobs / temperature, dim=-1)
     return sparse_kl_sums(h, w, ids, log_p.exp(), log_p, bias=bias, temperature=temperature)
 
@@ -57,6 +68,8 @@ def test_a_config_pad_token_appended_after_the_vocab_is_accepted_and_named(smol_
     new_id = len(smol_tok)
     assert padded.convert_tokens_to_ids(PAD) == new_id  # appended: every existing id unchanged
     cfg = _cfg(special_tokens={"pad_token": PAD})
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+
     with caplog.at_level(logging.WARNING, logger="ssb_plugin.tokenizer"):
         assert isinstance(load(padded, cfg, {"path": str(curated)}), SSBDatasetStrategy)
     assert "appends 1 token(s)" in caplog.text
@@ -116,6 +129,7 @@ def test_config_token_changes_lists_every_source(smol_tok):
 def test_appended_rows_add_exactly_minus_log_one_minus_q_new_to_the_kd(smollm2_dir, smol_tok):
     """On SmolLM2, resized the way Axolotl resizes for a new pad token: KD' - KD = sum_t -log(1 - q'_t)
     (q'_t = the new token's probability at T), tiny, and its gradient pushes the new logit down."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()

@@ -219,6 +219,9 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
             f"dataset type ssb_plugin.dataset needs the SSB trainer: add `plugins: [{PLUGIN}]` to the config "
             f"(plugins now: {plugins})"
         )
+    from ssb_plugin.train.registration import require_registered_plugin
+
+    require_registered_plugin()  # listed is not loaded: Axolotl 0.19 trains on without a plugin that fails
     path = _get(ds_cfg, "path")
     if not path:
         raise RecordError("dataset type ssb_plugin.dataset: the dataset entry has no `path`")

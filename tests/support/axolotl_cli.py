@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from ssb_plugin.train.training_log import read_log_history
 
 ENV = {
     **os.environ,
@@ -25,37 +26,42 @@ ENV = {
 
 
 def run_axolotl(
-    cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420, command: str = "train"
+    cfg: dict,
+    workdir: Path,
+    *,
+    launcher: bool,
+    timeout: int = 420,
+    command: str = "train",
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """`axolotl <command> config.yml` (launcher=True) or `python -m axolotl.cli.<command>`, in workdir."""
+    """`axolotl <command> config.yml *args` (launcher=True) or `python -m axolotl.cli.<command>`, in
+    workdir; `env` adds to the test environment."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     bindir = Path(sys.executable).parent
     cmd = (
-        [str(bindir / "axolotl"), command, str(path)]
+        [str(bindir / "axolotl"), command, str(path), *args]
         if launcher
-        else [sys.executable, "-m", f"axolotl.cli.{command}", str(path)]
+        else [sys.executable, "-m", f"axolotl.cli.{command}", str(path), *args]
     )
-    proc = subprocess.run(cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=workdir, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     proc.output = proc.stdout + proc.stderr
     return proc
 
 
-def logged_dicts(out: str) -> list[dict]:
-    """The Trainer's printed log dicts."""
-    found = []
-    for m in re.finditer(r"\{'[^{}]*\}", out):
-        try:
-            found.append(eval(m.group(0), {}))  # noqa: S307  (the Trainer prints python dict reprs)
-        except Exception:
-            continue
-    return found
+def training_log(cfg: dict) -> list[dict]:
+    """What the run of `cfg` logged (loss, ssb_kd, eval_*, ... with step and epoch), read from the
+    plugin's ssb_log_history.jsonl in its output_dir; [] when no step was logged there."""
+    return read_log_history(cfg["output_dir"])
 
 
-def axolotl_ok(cfg: dict, workdir: Path, *, launcher: bool, timeout: int = 420) -> str:
+def axolotl_ok(cfg: dict, workdir: Path, *, launcher: bool, **kw) -> str:
     """run_axolotl that must succeed: its output, or the failure with the tail of the log."""
-    proc = run_axolotl(cfg, workdir, launcher=launcher, timeout=timeout)
+    proc = run_axolotl(cfg, workdir, launcher=launcher, **kw)
     assert proc.returncode == 0, f"{' '.join(proc.args)} failed:\n{proc.output[-6000:]}"
     return proc.output
 

@@ -33,3 +33,26 @@ TINY_LORA = {
     "logging_steps": 1,
     "save_strategy": "no",
 }
+
+
+def train_config(model, curated, workdir, **overrides) -> dict:
+    """The e2e SSB training config the tests run: the tiny CPU LoRA, SSBPlugin and one curated set,
+    two optimizer steps of micro-batch 2, the prepared cache and the adapter under `workdir`.
+
+    `overrides` replace keys; an override of None removes the key (e.g. `plugins=None` for plain SFT,
+    `max_steps=None` with `num_epochs`)."""
+    cfg = {
+        "base_model": str(model),
+        "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default",
+        "plugins": ["ssb_plugin.SSBPlugin"],
+        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
+        "dataset_prepared_path": f"{workdir}/prepared",
+        **TINY_LORA,
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 2,
+        "output_dir": f"{workdir}/out",
+    }
+    cfg.update(overrides)
+    return {k: v for k, v in cfg.items() if v is not None}
