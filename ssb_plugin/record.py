@@ -24,8 +24,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ssb_plugin.curate.config import DEFAULT_STORED_TOPK
-
 SCHEMA_VERSION = 2  # 2: the faithful target fields (Need.TARGET columns, Manifest.target)
 MANIFEST_FILE = "manifest.json"
 SHARD_GLOB = "data/*.parquet"  # the shards of a set, as load_dataset(<dir>) and the shard check find them
@@ -396,8 +394,9 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)  # {"rollout": {...}, "teacher": {...}}
     seed: int = 0
-    # teacher log-probs stored per answer token (`k` in schema 1); 0: none, a set for `ssb_teacher: online` only
-    stored_topk: int = DEFAULT_STORED_TOPK
+    # teacher log-probs stored per answer token (`k` in schema 1); 0: none, a set for `ssb_teacher: online`
+    # only. Curation always records it; None (not recorded) only in a manifest built by hand.
+    stored_topk: int | None = None
     target: StoredTarget = field(default_factory=StoredTarget)
     counts: dict[str, int] = field(default_factory=dict)  # OUTCOMES -> count
     timings: dict[str, float] = field(default_factory=dict)

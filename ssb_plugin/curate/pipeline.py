@@ -126,8 +126,6 @@ def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: Counter):
 
 def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     """Run (or resume) curation into cfg.out; returns the final manifest."""
-    from tqdm.auto import tqdm
-
     wall = time.perf_counter()
     resolve(cfg)
     cfg.validate()
@@ -145,10 +143,28 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     extra: Counter = Counter()
     own_backend = backend is None
     backend, tokenizer, info = _open_backend(cfg, backend, bool(todo), extra)
-    curator = Curator(cfg, backend) if todo else None
-    total = sum(len(part) for _, part in plan)
+
+    def write_manifest() -> Manifest:
+        manifest = build_manifest(cfg, tokenizer, info, done, plan, extra, prints)
+        out.write_manifest(manifest)
+        return manifest
+
+    try:
+        if todo:
+            _run_chunks(cfg, Curator(cfg, backend), todo, plan, done, out, write_manifest, on_progress)
+    finally:  # an engine this run started is shut down however the run ends (vLLM holds GPU memory)
+        if own_backend and backend is not None:
+            backend.close()
+    extra["wall_s_last_invocation"] = time.perf_counter() - wall
+    return write_manifest()
+
+
+def _run_chunks(cfg, curator, todo, plan, done, out, write_manifest, on_progress) -> None:
+    """Curate the chunks left to do; each finished chunk is written (shard, progress, manifest)."""
+    from tqdm.auto import tqdm
+
     bar = tqdm(
-        total=total,
+        total=sum(len(part) for _, part in plan),
         initial=sum(len(part) for c, part in plan if c in done),
         desc="curate",
         unit="problem",
@@ -161,25 +177,21 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         bar.set_postfix(kept=kept, dropped=dropped)
 
     postfix()
-    for c, part in todo:
-        if reached_max_kept(cfg, done):
-            break
-        res = curator.run_chunk(part)
-        t = time.perf_counter()
-        info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}
-        info_c["outcomes"] = res.outcomes
-        out.write_chunk(c, res.rows, info_c)
-        info_c["timings"]["write_s"] = time.perf_counter() - t
-        done[c] = info_c
-        out.write_manifest(build_manifest(cfg, tokenizer, info, done, plan, extra, prints))
-        bar.update(len(part))
-        postfix()
-        if on_progress:
-            on_progress(c, res)
-    bar.close()
-    extra["wall_s_last_invocation"] = time.perf_counter() - wall
-    manifest = build_manifest(cfg, tokenizer, info, done, plan, extra, prints)
-    out.write_manifest(manifest)
-    if own_backend and backend is not None:
-        backend.close()
-    return manifest
+    try:
+        for c, part in todo:
+            if reached_max_kept(cfg, done):
+                break
+            res = curator.run_chunk(part)
+            t = time.perf_counter()
+            info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}
+            info_c["outcomes"] = res.outcomes
+            out.write_chunk(c, res.rows, info_c)
+            info_c["timings"]["write_s"] = time.perf_counter() - t
+            done[c] = info_c
+            write_manifest()
+            bar.update(len(part))
+            postfix()
+            if on_progress:
+                on_progress(c, res)
+    finally:
+        bar.close()
