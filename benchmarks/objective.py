@@ -33,8 +33,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ssb_plugin.curate.config import DEFAULT_STORED_TOPK, DEFAULT_TAIL_SAMPLES  # noqa: E402
+from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions  # noqa: E402
 
-T_DEFAULT = 2.0
+CHUNK = 256  # answer positions per lm_head chunk here (a few rows: small chunks, small buffers)
 # (name, stored top-k, tail samples, tail sampling); bytes = 8 per top-k or tail entry + 4 per T
 VARIANTS = [
     ("renormalised top-64 (before)", 64, 0, "renorm"),
@@ -118,7 +119,9 @@ def objective_grad(name, how, target, h, weight, teacher_h, temperature):
     h = h.detach().requires_grad_()
     n = h.shape[0]
     if how == "dense":
-        loss, _, _ = full_vocab_kl_sums(h, weight, teacher_h, temperature=temperature, chunk_size=256)
+        loss, _, _ = full_vocab_kl_sums(
+            h, weight, teacher_h, options=LossOptions(temperature, chunk_size=CHUNK)
+        )
     elif how == "bucket":  # exact top-k p_T plus one "rest" bucket matched to the student's rest mass
         ids, w, lp = target
         log_q = torch.log_softmax(h @ weight.t() / temperature, -1)
@@ -129,7 +132,7 @@ def objective_grad(name, how, target, h, weight, teacher_h, temperature):
         loss = temperature**2 * kl.sum()
     else:
         ids, w, lp = target
-        loss, _, _ = sparse_kl_sums(h, weight, ids, w, lp, temperature=temperature, chunk_size=256)
+        loss, _, _ = sparse_kl_sums(h, weight, ids, w, lp, options=LossOptions(temperature, chunk_size=CHUNK))
     (g,) = torch.autograd.grad(loss / n, h)
     return loss.item() / n, g
 
@@ -193,13 +196,11 @@ def _online_row(model, tok, rows, temperature, g_ref, params) -> dict:
 
     from ssb_plugin.train.collator import SSBDataCollator
     from ssb_plugin.train.dataset import tokenize_online
-    from ssb_plugin.train.online import online_forward
+    from ssb_plugin.train.forward import online_forward
 
     def run(messages_key):
         batch = SSBDataCollator(tok)([tokenize_online(tok, r, messages_key) for r in rows])
-        return online_forward(
-            model, batch, temperature=temperature, kd_weight=1.0, ce_weight=0.0, chunk_size=256
-        )
+        return online_forward(model, batch, LossOptions(temperature, chunk_size=CHUNK))
 
     loss, _, _, n, _ = run("student_messages")
     g = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss / n, params)])
@@ -229,7 +230,9 @@ def train_steps(model, tok, rows, teacher_h, weight, temperature, steps: int) ->
         h = answer_states(model, tok, rows, "student", grad=True)
         from ssb_plugin.train.loss import full_vocab_kl_sums
 
-        loss, _, _ = full_vocab_kl_sums(h, weight, teacher_h, temperature=temperature, chunk_size=256)
+        loss, _, _ = full_vocab_kl_sums(
+            h, weight, teacher_h, options=LossOptions(temperature, chunk_size=CHUNK)
+        )
         opt.zero_grad()
         (loss / h.shape[0]).backward()
         opt.step()
@@ -258,7 +261,7 @@ def main() -> None:
     )
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ssb-plugin" / "objective-set")
     ap.add_argument("--rows", type=int, default=4)
-    ap.add_argument("--temperature", type=float, default=T_DEFAULT)
+    ap.add_argument("--temperature", type=float, default=DEFAULT_LOSS.temperature)
     ap.add_argument("--steps", type=int, default=3, help="AdamW steps before the second measurement")
     ap.add_argument("--step", action="store_true", help="also run benchmarks/train_step.py (time, memory)")
     args = ap.parse_args()
@@ -269,7 +272,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ssb_plugin.embedded import converted_dir
-    from ssb_plugin.train.loss import lm_head_params, resolve_lm_head
+    from ssb_plugin.train.sharded import lm_head_params, resolve_lm_head
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     paths = args.set or [curate_small_set(args.cache)]

@@ -7,7 +7,7 @@ The model, LoRA and student batch are benchmarks/train_step.py's (`build`). The 
 row is its hinted prompt: the student's prompt with `--hint` times as many extra prompt tokens in
 front (the correct and the wrong attempt), followed by the same answer. Online step = the teacher
 pass (adapter disabled, no gradient) + the student pass + the chunked full-vocabulary KL
-(ssb_plugin.train.online.online_forward); SFT = HF's loss on full logits. Timing alternates the two;
+(ssb_plugin.train.forward.online_forward); SFT = HF's loss on full logits. Timing alternates the two;
 peak memory: CUDA allocator peak, or on CPU the RSS high-water mark of a fresh process per mode.
 GPU goal (issue 11): online <= 1.6x SFT time with memory <= SFT's.
 """
@@ -34,7 +34,7 @@ def online_batch(batch: dict, hint: float) -> dict:
     """The student batch plus a teacher view: `hint` x the prompt length of extra prompt tokens in front."""
     import torch
 
-    from ssb_plugin.record import TEACHER_PREFIX
+    from ssb_plugin.train.batch_keys import TEACHER_PREFIX
 
     ids, labels = batch["input_ids"], batch["labels"]
     prompt = int((labels[0] == -100).sum())
@@ -47,7 +47,7 @@ def online_batch(batch: dict, hint: float) -> dict:
 
 
 def step_fn(mode, model, batch, args):
-    from ssb_plugin.train.online import online_forward
+    from ssb_plugin.train.forward import online_forward
 
     return train_step.step_fn(mode, model, batch, args, forward=online_forward)
 
@@ -100,6 +100,8 @@ def timed(args, model, batch) -> tuple[dict, dict]:
 
 
 def main() -> None:
+    from ssb_plugin.train.options import DEFAULT_LOSS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default=None, choices=("smollm2", "qwen3b", "tiny"))
     ap.add_argument("--device", default=None)
@@ -109,7 +111,7 @@ def main() -> None:
     ap.add_argument(
         "--hint", type=float, default=2.0, help="extra teacher prompt tokens, x the prompt length"
     )
-    ap.add_argument("--chunk", type=int, default=1024, help="ssb_chunk_size")
+    ap.add_argument("--chunk", type=int, default=DEFAULT_LOSS.chunk_size, help="ssb_chunk_size")
     ap.add_argument("--lora-r", type=int, default=None)
     ap.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--steps", type=int, default=4)

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the loss options of this check (ssb_plugin.train.options.LossOptions): small chunks, CE on
 LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.5, "chunk_size": 5}
 BATCH, SEQ, WIDTH = 4, 20, 6
 TOL = 1e-5
@@ -59,7 +60,7 @@ def build_batch():
     """Right-padded rows of different lengths; labels and ssb_target_* as SSBDataCollator lays them out."""
     import torch
 
-    from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, WEIGHTS
+    from ssb_plugin.train.batch_keys import IDS, LOGPROBS, PAD_ID, WEIGHTS
 
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(0, 256, (BATCH, SEQ), generator=gen)
@@ -146,11 +147,13 @@ def online_forward(model, batch: dict):
     without gradient; the exact full-vocabulary KL runs inside the student's head (sharded.py)."""
     import torch
 
-    from ssb_plugin.train.loss import IDS, LOGPROBS, WEIGHTS, full_vocab_kl_sums
+    from ssb_plugin.train.batch_keys import TARGET_KEYS
+    from ssb_plugin.train.loss import full_vocab_kl_sums
+    from ssb_plugin.train.options import LossOptions
     from ssb_plugin.train.sharded import forward_with_head_loss
 
     labels = batch.pop("labels")
-    for key in (IDS, WEIGHTS, LOGPROBS):
+    for key in TARGET_KEYS:
         batch.pop(key)
     mask = labels[:, 1:] != -100
     hinted = torch.where(labels == -100, (batch["input_ids"] * 7 + 3) % 256, batch["input_ids"])
@@ -159,11 +162,11 @@ def online_forward(model, batch: dict):
         out = model(input_ids=hinted, attention_mask=batch["attention_mask"], output_hidden_states=True,
                     logits_to_keep=1, use_cache=False, return_dict=True)  # fmt: skip
     teacher = out.hidden_states[-1][:, :-1][mask]
-    opts = {k: LOSS[k] for k in ("temperature", "kd_weight", "ce_weight", "chunk_size")}
+    opts = LossOptions(**LOSS)
 
     def loss_fn(hidden, weight, bias):
         h = hidden[:, :-1][mask]
-        return full_vocab_kl_sums(h, weight, teacher, labels=labels[:, 1:][mask], bias=bias, **opts)
+        return full_vocab_kl_sums(h, weight, teacher, labels=labels[:, 1:][mask], bias=bias, options=opts)
 
     (loss_sum, _, _), _ = forward_with_head_loss(model, batch, loss_fn)
     return loss_sum, int(mask.sum())
@@ -212,7 +215,8 @@ def step(engine: str, mode: str, tied: bool, device, world: int, rank: int) -> d
     import torch
     import torch.distributed as dist
 
-    from ssb_plugin.train.loss import ssb_forward
+    from ssb_plugin.train.forward import ssb_forward
+    from ssb_plugin.train.options import LossOptions
 
     model = build_model(tied)
     full_numel = model.base_model.model.lm_head.weight.numel()
@@ -220,7 +224,7 @@ def step(engine: str, mode: str, tied: bool, device, world: int, rank: int) -> d
     part = BATCH // world
     mine = {k: v[rank * part : (rank + 1) * part].to(device) for k, v in build_batch().items()}
     if mode == "stored":
-        loss_sum, _, _, n, _ = ssb_forward(wrapped, mine, **LOSS)
+        loss_sum, _, _, n, _ = ssb_forward(wrapped, mine, LossOptions(**LOSS))
     else:
         loss_sum, n = online_forward(wrapped, mine)
     sharded = head_is_sharded(wrapped, full_numel)

@@ -5,7 +5,8 @@
 
 Both steps: random-weight model of the chosen shape, LoRA on all linear projections, same input ids
 and labels (a prompt quarter masked). SFT = `model(input_ids, labels=labels).loss.backward()` (HF's
-loss, full logits). SSB = ssb_plugin.train.loss.ssb_forward (loss inside the lm_head's forward, chunked stored-target loss).
+loss, full logits). SSB = ssb_plugin.train.forward.ssb_forward (loss inside the lm_head's forward, chunked
+stored-target loss), at the default loss options but --chunk (ssb_plugin.train.options.LossOptions).
 Timing alternates the two steps (drift on a shared box hits both); peak memory: CUDA allocator peak
 per step, or on CPU the resident-set high-water mark of a fresh subprocess per mode. An extra SSB
 step runs under a dispatch mode that records every tensor with a vocabulary-sized last dim, to show
@@ -72,11 +73,12 @@ def build(args):
     ids = torch.randint(0, vocab, (bsz, seq), generator=g)
     labels = ids.clone()
     labels[:, : seq // 4] = -100  # the prompt
-    from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+    from ssb_plugin.train.batch_keys import IDS, LOGPROBS, PAD_ID, TEMPERATURE, WEIGHTS
+    from ssb_plugin.train.options import DEFAULT_LOSS
 
     t_ids = torch.randint(0, vocab, (bsz, seq, k), generator=g)  # k = stored top-k + tail samples
     t_lps = torch.log_softmax(torch.randn(bsz, seq, k, generator=g) * 2, -1)
-    t_ids[:, : seq // 4 - 1] = -1  # positions before the answer carry no teacher row
+    t_ids[:, : seq // 4 - 1] = PAD_ID  # positions before the answer carry no teacher row
     batch = {
         "input_ids": ids,
         "labels": labels,
@@ -84,16 +86,18 @@ def build(args):
         IDS: t_ids,
         WEIGHTS: t_lps.exp(),
         LOGPROBS: t_lps,
-        TEMPERATURE: torch.full((bsz,), 2.0),
+        TEMPERATURE: torch.full((bsz,), DEFAULT_LOSS.temperature),
     }
     return model, {key: v.to(args.device) for key, v in batch.items()}, cfg
 
 
 def step_fn(mode, model, batch, args, forward=None):
     """The timed step: HF's SFT loss, or `forward` (default: the stored-target ssb_forward)."""
-    from ssb_plugin.train.loss import ssb_forward
+    from ssb_plugin.train.forward import ssb_forward
+    from ssb_plugin.train.options import LossOptions
 
     forward = forward or ssb_forward
+    options = LossOptions(chunk_size=args.chunk)
 
     def sft():
         out = model(
@@ -102,9 +106,7 @@ def step_fn(mode, model, batch, args, forward=None):
         out.loss.backward()
 
     def ssb():
-        loss, _, _, n, _ = forward(
-            model, dict(batch), temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=args.chunk
-        )
+        loss, _, _, n, _ = forward(model, dict(batch), options)
         (loss / max(n, 1)).backward()
 
     return sft if mode == "sft" else ssb
@@ -146,6 +148,9 @@ def run_memory(args) -> dict:
 
 
 def main() -> None:
+    from ssb_plugin.curate.config import DEFAULT_STORED_TOPK, DEFAULT_TAIL_SAMPLES
+    from ssb_plugin.train.options import DEFAULT_LOSS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--preset",
@@ -159,8 +164,13 @@ def main() -> None:
     )
     ap.add_argument("--batch", type=int, default=None, help="default: 2 on CPU, 4 on CUDA")
     ap.add_argument("--seq", type=int, default=None, help="default: 256 on CPU, 2048 on CUDA")
-    ap.add_argument("--k", type=int, default=128, help="target width per answer token (top-k 64 + tail 64)")
-    ap.add_argument("--chunk", type=int, default=1024, help="ssb_chunk_size")
+    ap.add_argument(
+        "--k",
+        type=int,
+        default=DEFAULT_STORED_TOPK + DEFAULT_TAIL_SAMPLES,
+        help="target width per answer token (default: the curation default top-k + tail samples)",
+    )
+    ap.add_argument("--chunk", type=int, default=DEFAULT_LOSS.chunk_size, help="ssb_chunk_size")
     ap.add_argument("--lora-r", type=int, default=None, help="default: 16 on CPU, 32 on CUDA")
     ap.add_argument(
         "--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA"

@@ -123,12 +123,6 @@ TARGET_FIELDS = tuple(c.name for c in COLUMNS if c.need == Need.TARGET)
 NESTED_COLUMNS = tuple(c for c in COLUMNS if c.nested)
 NESTED_FIELDS = tuple(c.name for c in NESTED_COLUMNS)
 
-# Batch keys of the online teacher (ssb_plugin.train.online): the teacher's own view of each row,
-# chat(teacher_messages) + response_ids, its keys (input_ids, labels, position_ids, ...) prefixed.
-TEACHER_PREFIX = "ssb_teacher_"
-TEACHER_INPUT_IDS = TEACHER_PREFIX + "input_ids"
-TEACHER_LABELS = TEACHER_PREFIX + "labels"
-
 
 class RecordError(ValueError):
     """A curated row or manifest that breaks the contract; the message names the row/file/key."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, PAD_ID, TEMPERATURE, WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +30,8 @@ def _row(prompt_len, resp, k=3, base=0):
 
 
 def test_rows_are_placed_at_p_minus_1_plus_j_and_padded(tok):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     a, b = _row(4, [50, 51, 52]), _row(2, [60, 61], k=2, base=100)
     batch = SSBDataCollator(tok, pad_to_multiple_of=8)([a, b])
     assert batch["input_ids"].shape == (2, 8) and batch[IDS].shape == (2, 8, 3)
@@ -51,6 +52,8 @@ def test_rows_are_placed_at_p_minus_1_plus_j_and_padded(tok):
 def test_left_padding(tok):
     import copy
 
+    from ssb_plugin.train.collator import SSBDataCollator
+
     left = copy.deepcopy(tok)
     left.padding_side = "left"
     batch = SSBDataCollator(left)([_row(4, [50, 51, 52]), _row(2, [60])])
@@ -60,6 +63,8 @@ def test_left_padding(tok):
 
 
 def test_packed_bins_restart_positions_and_keep_targets(tok):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     def pos(r):
         return {**r, "position_ids": list(range(len(r["input_ids"])))}
 
@@ -74,6 +79,8 @@ def test_packed_bins_restart_positions_and_keep_targets(tok):
 
 
 def test_mismatch_between_labels_and_rows_is_an_error(tok):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     bad = _row(3, [50, 51])
     bad[IDS] = bad[IDS][:1]
     with pytest.raises(ValueError, match="2 answer positions but 1 teacher rows"):

@@ -146,6 +146,7 @@ def test_stored_target_equals_dense_full_vocab_kl_when_k_is_vocab(reference_run,
     from ssb_plugin.record import chat_prompt_ids
     from ssb_plugin.train.identity import VIEWS
     from ssb_plugin.train.loss import full_vocab_kl_sums, sparse_kl_sums
+    from ssb_plugin.train.options import LossOptions
     from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo, build_target
 
     model, tok = smollm2
@@ -166,8 +167,9 @@ def test_stored_target_equals_dense_full_vocab_kl_when_k_is_vocab(reference_run,
     info = TargetInfo(TOPK_TAIL, spec.temperatures, spec.tail_temperature)
     for t in spec.temperatures:
         target = [torch.as_tensor(a) for a in build_target(fields, info, t)]
-        stored, _, _ = sparse_kl_sums(student_h, weight, *target, temperature=t, chunk_size=64)
-        dense, _, _ = full_vocab_kl_sums(student_h, weight, teacher_h, temperature=t, chunk_size=64)
+        options = LossOptions(temperature=t, chunk_size=64)
+        stored, _, _ = sparse_kl_sums(student_h, weight, *target, options=options)
+        dense, _, _ = full_vocab_kl_sums(student_h, weight, teacher_h, options=options)
         (g_stored,) = torch.autograd.grad(stored, student_h)
         (g_dense,) = torch.autograd.grad(dense, student_h)
         assert dense.item() > 1.0  # the student prompt really differs from the teacher's

@@ -9,10 +9,8 @@ import pytest
 from support.curated_fixture import cached_curated_set
 
 from ssb_plugin.record import RecordError, chat_prompt_ids
-from ssb_plugin.train.dataset import SSBDatasetStrategy, load, tokenize_record
-from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
 from ssb_plugin.train.targets import TOPK_TAIL, TargetError, TargetInfo
-from ssb_plugin.train.trainer import SSBTrainer  # noqa: F401  (the trainer module must import cleanly)
 
 INFO = TargetInfo(TOPK_TAIL, (1.0, 2.0), 2.0)  # what curated_fixture's sets carry (the curation default)
 
@@ -43,6 +41,8 @@ def _cfg(**kw):
 
 
 def test_student_ids_labels_and_targets_follow_the_contract(tok, raw):
+    from ssb_plugin.train.dataset import tokenize_record
+
     row = raw[1]
     out = tokenize_record(tok, row, INFO, 2.0)
     prompt = chat_prompt_ids(tok, row["student_messages"])
@@ -62,6 +62,8 @@ def test_student_ids_labels_and_targets_follow_the_contract(tok, raw):
 def test_target_top_k_is_the_exact_teacher_probability_at_t(tok, raw):
     import numpy as np
 
+    from ssb_plugin.train.dataset import tokenize_record
+
     row = raw[0]
     k = len(row["teacher_topk_ids"][0])
     for i, t in enumerate((1.0, 2.0)):
@@ -73,11 +75,15 @@ def test_target_top_k_is_the_exact_teacher_probability_at_t(tok, raw):
 
 
 def test_training_at_a_temperature_the_set_does_not_carry_stops(tok, curated, ssb_registered):
+    from ssb_plugin.train.dataset import load
+
     with pytest.raises(TargetError, match=r"T in \[1, 2\].*ssb_temperature=3.*--target-temperatures 1,2,3"):
         load(tok, _cfg(ssb_temperature=3.0), {"path": str(curated)})
 
 
 def test_an_older_set_without_the_new_fields_warns_once(tok, raw, caplog):
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+
     older = raw.remove_columns(["teacher_log_norm", "teacher_tail_ids", "teacher_tail_logprobs"])
     with caplog.at_level(logging.WARNING, logger="ssb_plugin.dataset"):
         for _ in range(2):
@@ -91,6 +97,8 @@ def test_an_older_set_without_the_new_fields_warns_once(tok, raw, caplog):
 def test_load_refuses_a_different_chat_template(tok, curated, ssb_registered):
     import copy
 
+    from ssb_plugin.train.dataset import SSBDatasetStrategy, load
+
     other = copy.deepcopy(tok)
     other.chat_template = tok.chat_template.replace("<|im_start|>", "<|im_start|> ")
     with pytest.raises(RecordError, match="chat template"):
@@ -103,6 +111,8 @@ def test_load_refuses_a_different_chat_template(tok, curated, ssb_registered):
 
 
 def test_load_needs_the_plugin_and_a_manifest(tok, curated, tmp_path, ssb_registered):
+    from ssb_plugin.train.dataset import load
+
     with pytest.raises(RecordError, match="plugins"):
         load(tok, _cfg(plugins=[]), {"path": str(curated)})
     with pytest.raises(RecordError, match="manifest"):
@@ -110,6 +120,8 @@ def test_load_needs_the_plugin_and_a_manifest(tok, curated, tmp_path, ssb_regist
 
 
 def test_over_length_rows_are_dropped_and_counted(tok, raw, caplog):
+    from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_record
+
     lengths = sorted(len(tokenize_record(tok, r, INFO, 2.0)["input_ids"]) for r in raw)
     assert lengths[0] < lengths[-1]
     strategy = SSBDatasetStrategy(tok, sequence_len=lengths[-1] - 1, target=INFO, source="fixture")
@@ -128,6 +140,8 @@ def test_over_length_rows_are_dropped_and_counted(tok, raw, caplog):
 
 
 def test_bad_rows_are_named(tok, raw):
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+
     broken = raw.map(
         lambda r, i: {"teacher_topk_ids": r["teacher_topk_ids"][:-1] if i == 2 else r["teacher_topk_ids"]},
         with_indices=True,
@@ -143,3 +157,9 @@ def test_manifest_is_what_the_fixture_claims(curated, tok):
 
     m = json.loads((curated / "manifest.json").read_text())
     assert m["tokenizer"] == tokenizer_fingerprint(tok) and m["stored_topk"] == 8
+
+
+def test_the_trainer_module_imports():
+    from ssb_plugin.train.trainer import SSBTrainer
+
+    assert SSBTrainer.loss_is_scaled_for_ga

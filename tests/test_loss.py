@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssb_plugin.train.loss import PAD_ID, full_vocab_kl_sums, sparse_kl_sums
+from ssb_plugin.train.batch_keys import PAD_ID
+from ssb_plugin.train.loss import full_vocab_kl_sums, sparse_kl_sums
+from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions
 
 
 def _dense_reference(h, w, b, teacher_lp, labels, T, kd_w, ce_w):
@@ -35,10 +37,10 @@ def test_sparse_equals_dense_reference_when_it_covers_the_vocab(chunk, T, kd_w, 
     perm = torch.stack([torch.randperm(w.shape[0]) for _ in range(h.shape[0])])
     lp_t = torch.log_softmax(teacher_lp / T, -1).gather(-1, perm).float()
     args = [t.float().requires_grad_() for t in (h, w, b)]
+    opts = LossOptions(temperature=T, kd_weight=kd_w, ce_weight=ce_w, chunk_size=chunk)
     loss, kd, ce = sparse_kl_sums(
-        args[0], args[1], perm, lp_t.exp(), lp_t, labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
-        ce_weight=ce_w, chunk_size=chunk,
-    )  # fmt: skip
+        args[0], args[1], perm, lp_t.exp(), lp_t, labels=labels, bias=args[2], options=opts
+    )
     grads = torch.autograd.grad(loss, args)
     ref_args = [t.clone().requires_grad_() for t in (h, w, b)]
     ref = _dense_reference(*ref_args, teacher_lp, labels, T, kd_w, ce_w)
@@ -56,10 +58,10 @@ def test_full_vocab_primitive_equals_dense_reference(chunk, T, kd_w, ce_w):
     teacher_h = h.roll(1, 0) * 0.7  # another model's hidden states through the same lm_head
     teacher_lp = torch.log_softmax(teacher_h @ w.t() + b, -1)
     args = [t.float().requires_grad_() for t in (h, w, b)]
+    opts = LossOptions(temperature=T, kd_weight=kd_w, ce_weight=ce_w, chunk_size=chunk)
     loss, _, _ = full_vocab_kl_sums(
-        args[0], args[1], teacher_h.float(), labels=labels, bias=args[2], temperature=T, kd_weight=kd_w,
-        ce_weight=ce_w, chunk_size=chunk,
-    )  # fmt: skip
+        args[0], args[1], teacher_h.float(), labels=labels, bias=args[2], options=opts
+    )
     grads = torch.autograd.grad(loss, args)
     ref_args = [t.clone().requires_grad_() for t in (h, w, b)]
     ref = _dense_reference(*ref_args, teacher_lp, labels, T, kd_w, ce_w)
@@ -72,7 +74,8 @@ def test_full_vocab_primitive_equals_dense_reference(chunk, T, kd_w, ce_w):
 def test_full_vocab_identity_is_zero():
     h, w, b, _, _ = _case()
     hf = h.float().requires_grad_()
-    loss, kd, _ = full_vocab_kl_sums(hf, w.float(), h.float(), bias=b.float(), temperature=2.0, chunk_size=4)
+    opts = LossOptions(temperature=2.0, chunk_size=4)
+    loss, kd, _ = full_vocab_kl_sums(hf, w.float(), h.float(), bias=b.float(), options=opts)
     (gh,) = torch.autograd.grad(loss, hf)
     assert abs(kd.item()) < 1e-5 and gh.abs().max().item() < 1e-5
 
@@ -89,7 +92,12 @@ def test_sparse_with_padded_slots_matches_gather_reference():
     weights = log_p.exp().masked_fill(~valid, 77.0)  # padded weights ignored too
     hf, wf = h.float().requires_grad_(), w.float().requires_grad_()
     loss, _, _ = sparse_kl_sums(
-        hf, wf, ids, weights, log_p.masked_fill(~valid, 5.0), temperature=2.0, chunk_size=4
+        hf,
+        wf,
+        ids,
+        weights,
+        log_p.masked_fill(~valid, 5.0),
+        options=LossOptions(temperature=2.0, chunk_size=4),
     )
     gh = torch.autograd.grad(loss, hf)[0]
 
@@ -127,16 +135,38 @@ def test_bf16_weights_close_to_fp32():
 def test_rejects_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
         z = torch.zeros(2, 3)
-        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), z.long(), z, z, **kw)
+        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), z.long(), z, z, options=LossOptions(**kw))
+
+
+@pytest.mark.parametrize(
+    "target, msg",
+    [
+        (
+            (torch.zeros(3, 2).long(), torch.zeros(3, 2), torch.zeros(3, 2)),
+            "hidden has 2 rows, target_ids has 3",
+        ),
+        ((torch.zeros(2, 2).long(), torch.zeros(2, 3), torch.zeros(2, 2)), "target_weights \\(2, 3\\)"),
+    ],
+)
+def test_rejects_a_target_of_another_shape(target, msg):
+    with pytest.raises(ValueError, match=msg):
+        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), *target)
+    with pytest.raises(ValueError, match="teacher_hidden has 3"):
+        full_vocab_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), torch.zeros(3, 4))
 
 
 def test_loss_options_are_the_declared_ones():
-    """The trainer reads a typed view of the `ssb_*` keys; unset keys take SSBArgs' declared defaults."""
+    """The trainer reads a typed view of the `ssb_*` keys; unset keys take the defaults declared once, in
+    LossOptions, and the kernel gets them as one LossOptions."""
     from ssb_plugin.train.args import SSBArgs, loss_options
 
     opts = loss_options({"ssb_temperature": 1.0, "ssb_chunk_size": None, "other_key": 3})
     assert isinstance(opts, SSBArgs) and opts.ssb_temperature == 1.0
-    assert opts.ssb_chunk_size == SSBArgs.model_fields["ssb_chunk_size"].default
+    assert opts.ssb_chunk_size == SSBArgs.model_fields["ssb_chunk_size"].default == DEFAULT_LOSS.chunk_size
     assert loss_options({}).ssb_temperature == SSBArgs.model_fields["ssb_temperature"].default == 2.0
+    assert loss_options({}).loss() == DEFAULT_LOSS == LossOptions(2.0, 1.0, 0.0, 1024)
+    assert opts.loss() == LossOptions(temperature=1.0)
+    custom = loss_options({"ssb_kd_weight": 0.5, "ssb_ce_weight": 0.25, "ssb_chunk_size": 8}).loss()
+    assert custom == LossOptions(kd_weight=0.5, ce_weight=0.25, chunk_size=8) and custom.kd_coef == 0.5 * 4
     with pytest.raises(ValueError, match="ssb_topk was removed"):
         loss_options({"ssb_topk": 20})

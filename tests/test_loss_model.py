@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from support.curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_record
-from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.forward import ssb_forward
+from ssb_plugin.train.options import LossOptions
 from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo
-from ssb_plugin.train.trainer import ssb_forward
 
 INFO = TargetInfo(TOPK_TAIL, (1.0, 2.0), 2.0)  # what curated_fixture's sets carry (the curation default)
 
-LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
+LOSS = LossOptions(temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=7)
 
 
 @pytest.fixture(autouse=True)
@@ -61,11 +62,14 @@ def _rows(path):
 
 
 def _loss(model, batch, **kw):
-    return ssb_forward(model, dict(batch), **{**LOSS, **kw})
+    return ssb_forward(model, dict(batch), dataclasses.replace(LOSS, **kw))
 
 
 def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir, tok, curated_full):
     """docs/design.md self-check: the model on the *teacher's* prompt + response_ids reproduces the stored targets."""
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     model = _model(peaked_dir).eval()
     rows = _rows(curated_full)
     teacher_view = [{**r, "student_messages": r["teacher_messages"]} for r in rows]
@@ -105,6 +109,9 @@ def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir,
 def test_gradients_reach_only_lora_params(tiny_model_dir, tok, curated):
     from peft import LoraConfig, get_peft_model
 
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     model = get_peft_model(
         _model(tiny_model_dir), LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", lora_dropout=0.0)
     )
@@ -125,6 +132,9 @@ def test_gradients_reach_only_lora_params(tiny_model_dir, tok, curated):
 
 
 def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     model = _model(tiny_model_dir)
     feats = [tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)]
     collate = SSBDataCollator(tok, pad_to_multiple_of=16)
@@ -151,6 +161,8 @@ def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
 
 
 def test_all_masked_batch_no_nan(tiny_model_dir, tok):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     model = _model(tiny_model_dir)
     f = {
         "input_ids": [5, 6, 7, 8],
@@ -189,6 +201,9 @@ class _LargestTensor(TorchDispatchMode):
 
 
 def test_no_batch_seq_vocab_tensor(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     model = _model(tiny_model_dir)
     vocab = model.config.vocab_size
     batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
@@ -208,6 +223,8 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
     from axolotl.core.training_args import AxolotlTrainingArguments
     from datasets import load_dataset
 
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
     from ssb_plugin.train.trainer import SSBTrainer
 
     ds = SSBDatasetStrategy(tok, sequence_len=4096, target=INFO).wrap_dataset(
@@ -240,6 +257,9 @@ def test_gradient_accumulation_invariance(tiny_model_dir, tok, curated, tmp_path
 def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, tok, curated):
     from peft import LoraConfig, get_peft_model
 
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     batch = SSBDataCollator(tok)([tokenize_record(tok, r, INFO, 2.0) for r in _rows(curated)])
     results = []
     for ckpt in (False, True):
@@ -268,6 +288,8 @@ def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_p
     from axolotl.core.training_args import AxolotlTrainingArguments
     from datasets import load_dataset
 
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
     from ssb_plugin.train.trainer import SSBTrainer
 
     ds = SSBDatasetStrategy(tok, sequence_len=4096, target=INFO).wrap_dataset(
@@ -295,6 +317,9 @@ def test_unpacked_eval_keeps_teacher_columns(tiny_model_dir, tok, curated, tmp_p
 
 def test_qlora_4bit_gradients_reach_only_lora(tiny_model_dir, tok, curated):
     """QLoRA: 4-bit base linears (bitsandbytes, CPU backend here), LoRA on top; the head stays unquantised."""
+    from ssb_plugin.train.collator import SSBDataCollator
+    from ssb_plugin.train.dataset import tokenize_record
+
     pytest.importorskip("bitsandbytes")
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig

@@ -4,16 +4,18 @@ on the tiny model (packing, accumulation, checkpointing, eval, memory, batch lay
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from support.curated_fixture import cached_curated_set, one_thread
 
-from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
-from ssb_plugin.train.collator import SSBDataCollator
-from ssb_plugin.train.dataset import SSBDatasetStrategy, tokenize_online
-from ssb_plugin.train.online import online_forward, peft_model
+from ssb_plugin.train.batch_keys import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
+from ssb_plugin.train.forward import online_forward
+from ssb_plugin.train.online import peft_model
+from ssb_plugin.train.options import LossOptions
 
-LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.0, "chunk_size": 7}
+LOSS = LossOptions(temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=7)
 
 
 @pytest.fixture(autouse=True)
@@ -50,11 +52,13 @@ def _rows(path):
 
 
 def _feats(tok, rows, **kw):
+    from ssb_plugin.train.dataset import tokenize_online
+
     return [tokenize_online(tok, r, **kw) for r in rows]
 
 
 def _loss(model, batch, **kw):
-    return online_forward(model, dict(batch), **{**LOSS, **kw})
+    return online_forward(model, dict(batch), dataclasses.replace(LOSS, **kw))
 
 
 def _lora_params(model):
@@ -97,6 +101,8 @@ def _rel(a, b):
 def test_online_equals_dense_full_vocabulary_reference_on_smollm2(smollm2_dir, smol_set, temperature):
     """Loss and LoRA gradient equal the dense reference (fp32, as the model computes) to 1e-5 relative,
     and are as close to the float64 KL as that dense reference is (fp32 rounding: ~1e-5 at T = 1)."""
+    from ssb_plugin.train.collator import SSBDataCollator
+
     tok, model = _tok(smollm2_dir), _lora(smollm2_dir)
     batch = SSBDataCollator(tok)(_feats(tok, _rows(smol_set)))
     assert batch[TEACHER_INPUT_IDS].shape[1] > batch["input_ids"].shape[1]  # the hinted prompt is longer
@@ -118,6 +124,8 @@ def test_online_equals_dense_full_vocabulary_reference_on_smollm2(smollm2_dir, s
 
 def test_identity_zero_lora_on_the_teacher_prompt_gives_zero_kl(smollm2_dir, smol_set):
     """Student = teacher: zero-initialised LoRA, the student shown the teacher's own prompt."""
+    from ssb_plugin.train.collator import SSBDataCollator
+
     tok, model = _tok(smollm2_dir), _lora(smollm2_dir, b_std=None)
     rows = _rows(smol_set)
     same = SSBDataCollator(tok)(_feats(tok, rows, messages_key="teacher_messages"))
@@ -148,6 +156,7 @@ def curated(tiny_model_dir, tmp_path_factory):
 
 def test_features_carry_the_teacher_view_and_no_stored_targets(tok, curated):
     from ssb_plugin.record import chat_prompt_ids
+    from ssb_plugin.train.dataset import tokenize_online
 
     row = _rows(curated)[0]
     out = tokenize_online(tok, row)
@@ -162,6 +171,8 @@ def test_collator_pairs_teacher_and_student_answer_positions(tok, curated):
     """Padded (right and left) and packed: the i-th teacher answer position predicts the same token
     as the i-th student one; teacher position ids restart per packed sample."""
     import copy
+
+    from ssb_plugin.train.collator import SSBDataCollator
 
     feats = _feats(tok, _rows(curated))
 
@@ -186,6 +197,8 @@ def test_collator_pairs_teacher_and_student_answer_positions(tok, curated):
 
 
 def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     model = _lora(tiny_model_dir, b_std=0.1)  # a student well away from the teacher: KL >> fp32 rounding
     feats = _feats(tok, _rows(curated))
     flat = SSBDataCollator(tok, pad_to_multiple_of=16)([dict(f) for f in feats])
@@ -209,6 +222,8 @@ def test_packed_equals_unpacked(tiny_model_dir, tok, curated):
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.collator import SSBDataCollator
+
     batch = SSBDataCollator(tok)(_feats(tok, _rows(curated)))
     results = []
     for ckpt in (False, True):
@@ -228,6 +243,8 @@ def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_model_dir, to
 
 def test_teacher_is_the_base_model_and_the_adapter_is_back_after(tiny_model_dir, tok, curated):
     """The adapter is disabled only for the teacher: the student's forward still sees it."""
+    from ssb_plugin.train.collator import SSBDataCollator
+
     model = _lora(tiny_model_dir, b_std=0.05)
     batch = SSBDataCollator(tok)(_feats(tok, _rows(curated)[:1]))
     ids = batch["input_ids"]
@@ -248,11 +265,14 @@ def test_without_an_adapter_it_refuses(tiny_model_dir, tok, curated):
     with pytest.raises(ValueError, match="needs a PEFT adapter"):
         peft_model(model)
     with pytest.raises(KeyError, match="ssb_teacher: online"):
-        online_forward(_lora(tiny_model_dir), {"input_ids": torch.ones(1, 3, dtype=torch.long)}, **LOSS)
+        ids = torch.ones(1, 3, dtype=torch.long)
+        online_forward(_lora(tiny_model_dir), {"input_ids": ids, "labels": ids}, LOSS)
 
 
 def test_no_batch_seq_vocab_tensor(tiny_model_dir, tok, curated):
     from test_loss_model import _LargestTensor
+
+    from ssb_plugin.train.collator import SSBDataCollator
 
     model = _lora(tiny_model_dir)
     vocab = model.config.vocab_size
@@ -271,6 +291,7 @@ def _trainer(tiny_model_dir, tok, ds, tmp_path, **args):
     from axolotl.core.training_args import AxolotlTrainingArguments
     from axolotl.utils.dict import DictDefault
 
+    from ssb_plugin.train.collator import SSBDataCollator
     from ssb_plugin.train.trainer import SSBTrainer
 
     targs = AxolotlTrainingArguments(
@@ -289,6 +310,8 @@ def _trainer(tiny_model_dir, tok, ds, tmp_path, **args):
 @pytest.fixture(scope="module")
 def online_ds(tok, curated):
     from datasets import load_dataset
+
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
 
     strategy = SSBDatasetStrategy(tok, sequence_len=4096, teacher="online")
     return strategy.wrap_dataset(load_dataset(str(curated), split="train"))

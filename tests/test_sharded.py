@@ -20,13 +20,15 @@ import pytest
 import torch
 from test_plugin import _base_cfg, _validate, plugin_manager  # noqa: F401 (fixture)
 
-from ssb_plugin.train.loss import answer_hidden, lm_head_params, resolve_lm_head, sparse_kl_sums, ssb_forward
+from ssb_plugin.train.forward import answer_hidden, ssb_forward
+from ssb_plugin.train.loss import sparse_kl_sums
+from ssb_plugin.train.options import LossOptions
 from ssb_plugin.train.scaleout import ZERO_STAGES_CHECKED, strategy_problems, zero_stage
-from ssb_plugin.train.sharded import forward_with_head_loss, head_module
+from ssb_plugin.train.sharded import forward_with_head_loss, head_module, lm_head_params, resolve_lm_head
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK = REPO / "benchmarks" / "sharded_equality.py"
-LOSS = {"temperature": 2.0, "kd_weight": 1.0, "ce_weight": 0.5, "chunk_size": 5}
+LOSS = LossOptions(temperature=2.0, kd_weight=1.0, ce_weight=0.5, chunk_size=5)
 
 
 def _bench():
@@ -41,14 +43,16 @@ def test_loss_in_head_equals_loss_after_forward(tied):
     bench = _bench()
     model = bench.build_model(tied)
     batch = bench.build_batch()
-    loss, kd, ce, n, _ = ssb_forward(model, dict(batch), **LOSS)
+    loss, kd, ce, n, _ = ssb_forward(model, dict(batch), LOSS)
     assert n > 0 and torch.isfinite(loss) and loss.item() > 0
 
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     h, mask, _ = answer_hidden(model, inputs, batch["labels"])
     w, b = lm_head_params(resolve_lm_head(model))
     rows = [batch[k][:, :-1][mask] for k in ("ssb_target_ids", "ssb_target_weights", "ssb_target_logprobs")]
-    ref, ref_kd, ref_ce = sparse_kl_sums(h, w, *rows, labels=batch["labels"][:, 1:][mask], bias=b, **LOSS)
+    ref, ref_kd, ref_ce = sparse_kl_sums(
+        h, w, *rows, labels=batch["labels"][:, 1:][mask], bias=b, options=LOSS
+    )
     torch.testing.assert_close((loss, kd, ce), (ref, ref_kd, ref_ce), rtol=1e-6, atol=1e-6)
     g = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
     g_ref = torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad])

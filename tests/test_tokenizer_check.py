@@ -39,9 +39,11 @@ def topk_kd(h, w, ids, raw_logprobs, *, temperature, bias=None):
     import torch
 
     from ssb_plugin.train.loss import sparse_kl_sums
+    from ssb_plugin.train.options import LossOptions
 
     log_p = torch.log_softmax(raw_logprobs / temperature, dim=-1)
-    return sparse_kl_sums(h, w, ids, log_p.exp(), log_p, bias=bias, temperature=temperature)
+    options = LossOptions(temperature=temperature)
+    return sparse_kl_sums(h, w, ids, log_p.exp(), log_p, bias=bias, options=options)
 
 
 def _cfg(**kw):

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from ssb_plugin.record import TeacherMode
+from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions
 from ssb_plugin.train.scaleout import strategy_problems
 
 DATASET_TYPE = "ssb_plugin.dataset"
@@ -19,14 +21,18 @@ class SSBArgs(BaseModel):
     """Options of the SSB distillation loss (docs/design.md, "The loss")."""
 
     ssb_temperature: float = Field(
-        default=2.0, description="Distillation temperature T (teacher and student softened by T; loss x T^2)."
+        default=DEFAULT_LOSS.temperature,
+        description="Distillation temperature T (teacher and student softened by T; loss x T^2).",
     )
-    ssb_kd_weight: float = Field(default=1.0, description="Weight of the forward-KL term (x T^2).")
+    ssb_kd_weight: float = Field(
+        default=DEFAULT_LOSS.kd_weight, description="Weight of the forward-KL term (x T^2)."
+    )
     ssb_ce_weight: float = Field(
-        default=0.0, description="Weight of cross-entropy on the teacher's answer tokens (paper: 0)."
+        default=DEFAULT_LOSS.ce_weight,
+        description="Weight of cross-entropy on the teacher's answer tokens (paper: 0).",
     )
     ssb_chunk_size: int = Field(
-        default=1024,
+        default=DEFAULT_LOSS.chunk_size,
         description="Answer positions per lm_head chunk: bounds the loss's extra memory to ~3 x chunk x vocab fp32.",
     )
     ssb_topk: int | None = Field(
@@ -34,7 +40,7 @@ class SSBArgs(BaseModel):
         description="Removed (setting it is an error): truncating the stored top-k would bias the faithful target.",
     )
     ssb_teacher: Literal["stored", "online"] = Field(
-        default="stored",
+        default=TeacherMode.STORED.value,
         description="Teacher distribution: `stored` (the curated set's log-probs) or `online` (each step, the "
         "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
         "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
@@ -78,9 +84,18 @@ class SSBArgs(BaseModel):
             raise ValueError("SSBPlugin config: " + "; ".join(problems))
         return self
 
+    def loss(self) -> LossOptions:
+        """The kernel's typed options (ssb_plugin.train.options), from the validated keys."""
+        return LossOptions(
+            temperature=self.ssb_temperature,
+            kd_weight=self.ssb_kd_weight,
+            ce_weight=self.ssb_ce_weight,
+            chunk_size=self.ssb_chunk_size,
+        )
+
     def _online_problems(self) -> list[str]:
         # In the merged Axolotl config `adapter` is visible: the teacher is the base model, so there must be one.
-        if self.ssb_teacher != "online" or "adapter" not in type(self).model_fields:
+        if self.ssb_teacher != TeacherMode.ONLINE or "adapter" not in type(self).model_fields:
             return []
         if getattr(self, "adapter", None) in ("lora", "qlora"):
             return []

@@ -5,7 +5,7 @@ labels[t+1] != -100 (the positions predicting the answer tokens) of the *padded 
 the trainer's target mask is simply `labels[:, 1:] != -100`. Packed bins (lists of rows from the
 multipack sampler) are concatenated in order; each sample's prompt keeps the first position of the
 next sample target-free, and position_ids restart per sample (Axolotl's batch-sampler collator).
-Output (ssb_plugin.train.loss keys): ssb_target_ids [B, S, W] int64 (PAD_ID where no target),
+Output (ssb_plugin.train.batch_keys): ssb_target_ids [B, S, W] int64 (PAD_ID where no target),
 ssb_target_weights / ssb_target_logprobs [B, S, W] float32, ssb_target_temperature [B * rows] (the T
 each row's target was built for; the loss refuses a mismatch).
 
@@ -25,8 +25,17 @@ import numpy as np
 import torch
 from axolotl.utils.collators.batching import DataCollatorForSeq2Seq, V2BatchSamplerDataCollatorForSeq2Seq
 
-from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
-from ssb_plugin.train.loss import IDS, LOGPROBS, PAD_ID, TARGET_KEYS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import (
+    IDS,
+    LOGPROBS,
+    PAD_ID,
+    TARGET_KEYS,
+    TEACHER_INPUT_IDS,
+    TEACHER_LABELS,
+    TEACHER_PREFIX,
+    TEMPERATURE,
+    WEIGHTS,
+)
 
 
 def target_positions(labels) -> np.ndarray:

@@ -23,16 +23,16 @@ from axolotl.prompt_tokenizers import DatasetWrappingStrategy
 from ssb_plugin.record import (
     ONLINE_FIELDS,
     REQUIRED_FIELDS,
-    TEACHER_INPUT_IDS,
-    TEACHER_LABELS,
     Manifest,
     RecordError,
+    TeacherMode,
     response_input,
     student_input,
     validate_record,
 )
 from ssb_plugin.train.args import loss_options
-from ssb_plugin.train.loss import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEACHER_INPUT_IDS, TEACHER_LABELS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.options import DEFAULT_LOSS
 from ssb_plugin.train.targets import RENORMALISED, TargetInfo, build_target, tail_share
 from ssb_plugin.train.tokenizer_check import check_training_tokenizer
 
@@ -56,9 +56,7 @@ def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperatur
     }
 
 
-def tokenize_online(
-    tokenizer, row: dict[str, Any], messages_key: str = "student_messages"
-) -> dict[str, list]:
+def tokenize_online(tokenizer, row: dict[str, Any], messages_key: str = "student_messages") -> dict[str, Any]:
     """One curated row -> features for `ssb_teacher: online`: the student's ids and the teacher's own view
     (chat(teacher_messages) + the same response ids), no stored target. messages_key="teacher_messages"
     shows the student the teacher's prompt (the identity check)."""
@@ -105,10 +103,10 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         *,
         sequence_len: int | None,
         target: TargetInfo | None = None,
-        temperature: float = 2.0,
+        temperature: float = DEFAULT_LOSS.temperature,
         source: str = "dataset",
         expected_rows: int | None = None,
-        teacher: str = "stored",
+        teacher: str = TeacherMode.STORED,
     ):
         self.teacher = teacher
         self.expected_rows = expected_rows
@@ -120,7 +118,7 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
         self.stats: dict[str, Any] = {}
 
     def _row(self, row: dict[str, Any], idx: int) -> dict[str, Any]:
-        online = self.teacher == "online"
+        online = self.teacher == TeacherMode.ONLINE
         validate_record(row, where=f"{self.source} row {idx}", targets=not online)
         if online:
             out = tokenize_online(self.tokenizer, row)
@@ -148,7 +146,7 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
             raise RecordError(
                 f"{self.source}: type {__name__} needs a map-style dataset (streaming is not supported)"
             )
-        needed = REQUIRED_FIELDS if self.teacher == "stored" else ONLINE_FIELDS
+        needed = REQUIRED_FIELDS if self.teacher == TeacherMode.STORED else ONLINE_FIELDS
         missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             raise RecordError(
@@ -156,7 +154,7 @@ class SSBDatasetStrategy(DatasetWrappingStrategy):
                 f"(columns: {dataset.column_names})"
             )
         self._check_row_count(dataset)
-        if self.teacher == "stored":
+        if self.teacher == TeacherMode.STORED:
             warn_if_renormalised(
                 self.source, self.target, dataset.select(range(min(len(dataset), 256))), self.temperature
             )
@@ -228,7 +226,7 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
     manifest = Manifest.load(path, revision=_get(ds_cfg, "revision"))
     options = loss_options(cfg)
     teacher = options.ssb_teacher
-    if teacher == "stored" and manifest.stored_topk == 0:
+    if teacher == TeacherMode.STORED and manifest.stored_topk == 0:
         raise RecordError(
             f"{path}: this set was curated without teacher log-probs (`ssb-curate --no-stored-target`, "
             f"manifest stored_topk = 0), for the online teacher only; train it with `ssb_teacher: online` "
@@ -242,7 +240,7 @@ def load(tokenizer, cfg, ds_cfg=None, processor=None):
         )
     target = TargetInfo.from_manifest(manifest)
     temperature = options.ssb_temperature
-    if teacher == "stored" and target.kind != RENORMALISED:
+    if teacher == TeacherMode.STORED and target.kind != RENORMALISED:
         target.index(temperature, source=str(path))  # T not carried: stop now, with how to re-curate
     return SSBDatasetStrategy(
         tokenizer,

@@ -10,26 +10,22 @@ collator pairs them). The loss is, per answer position t,
     KL_t = sum_v p_v (log p_v - log q_v),  p = softmax(z_teacher / T), q = softmax(z_student / T),
 
 over the whole vocabulary, x T^2, summed (the trainer divides by the step's answer-token count):
-`ssb_plugin.train.loss.full_vocab_kl_sums`, where both logit rows come from the same lm_head, chunk by
-chunk in fp32, so at most a few [chunk, V] buffers exist and the student's logit gradient is formed
-at once and pushed through the head, as for stored targets.
+`online_target` is the dense target (ssb_plugin.train.loss.DenseTarget) that the shared forward
+(ssb_plugin.train.forward) scores, where both logit rows come from the same lm_head, chunk by chunk
+in fp32, so at most a few [chunk, V] buffers exist and the student's logit gradient is formed at
+once and pushed through the head, as for stored targets.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
-from ssb_plugin.record import TEACHER_PREFIX
-from ssb_plugin.train.loss import (
-    NOT_FORWARD,
-    full_vocab_kl_sums,
-)
-from ssb_plugin.train.sharded import forward_with_head_loss
-
-# ----------------------------------------------------------------------------------------------
-# The teacher's forward
+from ssb_plugin.train.batch_keys import TEACHER_PREFIX
+from ssb_plugin.train.loss import DenseTarget, KLTarget
+from ssb_plugin.train.options import LossOptions
 
 
 def peft_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,7 +47,7 @@ def _as_teacher(core: torch.nn.Module):
     was_training = core.training
     core.eval()
     try:
-        with torch.no_grad(), core.disable_adapter():
+        with torch.no_grad(), core.disable_adapter():  # type: ignore[operator]  # PEFT's, via Module.__getattr__
             yield
     finally:
         core.train(was_training)
@@ -63,7 +59,7 @@ def teacher_hidden(model: torch.nn.Module, teacher_inputs: dict) -> torch.Tensor
     The call goes through `model` (so DDP/FSDP wrappers see it); a forward hook on the decoder keeps
     only its last hidden state, and `logits_to_keep=1` keeps the head to one position."""
     core = peft_model(model)
-    decoder = core.get_base_model().get_decoder()
+    decoder = core.get_base_model().get_decoder()  # type: ignore[operator]  # PEFT's, via Module.__getattr__
     got = {}
 
     def grab(_module, _args, out):
@@ -89,34 +85,18 @@ def split_teacher_inputs(inputs: dict) -> dict:
     return {k[len(TEACHER_PREFIX) :]: inputs.pop(k) for k in keys}
 
 
-def online_forward(model, inputs: dict, *, temperature, kd_weight, ce_weight, chunk_size):
-    """Teacher pass, student pass, full-vocabulary KL: (loss_sum, kd_sum, ce_sum, n_answer_tokens, outputs).
-
-    `inputs` is consumed. The teacher runs first, so its transient activations are gone before the
-    student's (kept for backward) accumulate."""
+def online_target(
+    model: torch.nn.Module, inputs: dict, mask: torch.Tensor, _options: LossOptions
+) -> Callable[[torch.Tensor], KLTarget]:
+    """Pop the teacher's view from the batch and run the teacher on it; the target of the student's
+    answer rows (`mask`, [B, S-1]) is the teacher's hidden states at its own answer positions, in order."""
     t_inputs = split_teacher_inputs(inputs)
     t_labels = t_inputs.pop("labels")
     t_rows = teacher_hidden(model, t_inputs)[:, :-1][t_labels[:, 1:] != -100]
-    labels = inputs.pop("labels")
-    for stray in NOT_FORWARD:
-        inputs.pop(stray, None)
-    mask = labels[:, 1:] != -100  # position t predicts labels[t+1]
     n = int(mask.sum())
     if n != t_rows.shape[0]:
         raise ValueError(
             f"{n} student answer positions but {t_rows.shape[0]} teacher ones: the batch was not "
             f"built by ssb_plugin.train.collator.SSBDataCollator from one tokenisation"
         )
-
-    def loss_in_head(hidden, weight, bias):  # runs inside the lm_head's forward (ssb_plugin.train.sharded)
-        rows = hidden[:, :-1][mask]
-        loss_sum, kd_sum, ce_sum = full_vocab_kl_sums(
-            rows, weight, t_rows.to(rows.dtype), labels=labels[:, 1:][mask], bias=bias,
-            temperature=temperature, kd_weight=kd_weight, ce_weight=ce_weight, chunk_size=chunk_size,
-        )  # fmt: skip
-        if rows.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe)
-            loss_sum = loss_sum + hidden.sum() * 0.0
-        return loss_sum, kd_sum, ce_sum
-
-    (loss_sum, kd_sum, ce_sum), outputs = forward_with_head_loss(model, inputs, loss_in_head)
-    return loss_sum, kd_sum, ce_sum, n, outputs
+    return lambda rows: DenseTarget(t_rows.to(rows.dtype))  # the student's dtype, as its head sees it

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from ssb_plugin.train.options import DEFAULT_LOSS
 from ssb_plugin.train.targets import RENORMALISED, TargetError, TargetInfo, tail_share
 
 
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         "--identity-tolerance", type=float, default=1e-3, help="max identity KL per answer token (nats) at T"
     )
     ap.add_argument(
-        "--temperature", type=float, default=2.0, help="the training temperature (ssb_temperature)"
+        "--temperature",
+        type=float,
+        default=DEFAULT_LOSS.temperature,
+        help="the training temperature (ssb_temperature)",
     )
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args(argv)

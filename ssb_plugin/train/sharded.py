@@ -1,4 +1,6 @@
-"""The loss runs inside the output projection's own forward, where every engine has its parameters.
+"""The output projection: found on any wrapped model, and the loss run inside its own forward.
+
+The loss runs inside the output projection's own forward, where every engine has its parameters.
 
 DeepSpeed ZeRO-3 gathers a module's parameters for that module's forward and releases them right
 after; FSDP keeps a unit's parameters only as its resharding policy says (FSDP2 with
@@ -19,14 +21,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 import torch
-
-from ssb_plugin.train.loss import lm_head_params, resolve_lm_head
 
 # (final hidden states [B, S, H], head weight, head bias) -> (loss_sum, kd_sum, ce_sum)
 HeadLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple]
 _UNSET = object()
+
+
+def resolve_lm_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The output projection module (PEFT, DDP and multimodal wrappers unwrapped)."""
+    base: Any = model  # wrappers' attributes resolve at run time
+    for attr in ("module", "_orig_mod"):  # DDP / torch.compile
+        base = getattr(base, attr, base)
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    emb = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if isinstance(emb, torch.nn.Module):
+        return emb
+    head = getattr(base, "lm_head", None)
+    if isinstance(head, torch.nn.Module):
+        return head
+    raise AttributeError(f"no lm_head / output embeddings found on {type(model).__name__}")
+
+
+def lm_head_params(head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of the lm_head; a LoRA-wrapped head is not supported (its delta would be ignored)."""
+    if hasattr(head, "base_layer") and hasattr(head, "lora_A"):
+        raise NotImplementedError(
+            "a LoRA adapter on lm_head is not supported by the SSB loss (it reads the head's weight directly); "
+            "drop lm_head from lora_target_modules"
+        )
+    weight = head.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(head).__name__}.weight is a {type(weight).__name__}, not a tensor")
+    return weight, getattr(head, "bias", None)
 
 
 def head_module(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,13 +1,14 @@
-"""SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.train.loss) as compute_loss.
+"""SSBTrainer: Axolotl's trainer with the SSB distillation loss (ssb_plugin.train.forward) as compute_loss.
 
 - No (B, S, V) logits: the loss runs inside the lm_head's forward (ssb_plugin.train.sharded, where
   FSDP/ZeRO-3 have its parameters gathered); the final (post-norm) hidden states at the answer
-  positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32.
+  positions are gathered to [N, H] and the lm_head is applied chunk by chunk in fp32
+  (ssb_plugin.train.loss).
 - The summed loss is divided by `num_items_in_batch` (answer tokens over all gradient-accumulation
   micro-batches, and over ranks with average_tokens_across_devices), so accumulation and data
   parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
-- `ssb_teacher: online` swaps the targets for a live teacher pass (ssb_plugin.train.online): same
-  normalisation, same logs, exact full-vocabulary KL.
+- `ssb_teacher: online` swaps the stored target for a live teacher pass (ssb_plugin.train.online):
+  the same forward, normalisation and logs, exact full-vocabulary KL.
 - KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token).
 """
 
@@ -17,12 +18,13 @@ import torch
 from axolotl.core.trainers.base import AxolotlTrainer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ssb_plugin.record import TEACHER_INPUT_IDS, TEACHER_LABELS
+from ssb_plugin.record import TeacherMode
 from ssb_plugin.train.args import SSBArgs, loss_options
-from ssb_plugin.train.loss import IDS, TARGET_KEYS, TEMPERATURE, ssb_forward
-from ssb_plugin.train.online import online_forward
+from ssb_plugin.train.batch_keys import IDS, SSB_COLUMNS, TARGET_KEYS
+from ssb_plugin.train.forward import TARGET_MAKERS, distill_forward
+from ssb_plugin.train.options import LossOptions
 
-__all__ = ["SSBTrainer", "ssb_forward"]
+__all__ = ["SSBTrainer"]
 
 
 class SSBTrainer(AxolotlTrainer):
@@ -44,28 +46,29 @@ class SSBTrainer(AxolotlTrainer):
             self._ssb_options = loss_options(self.axolotl_cfg or {})
         return self._ssb_options
 
+    @property
+    def ssb_loss(self) -> LossOptions:
+        """The kernel's options, built once from `ssb_options`."""
+        if getattr(self, "_ssb_loss", None) is None:
+            self._ssb_loss = self.ssb_options.loss()
+        return self._ssb_loss
+
     def _set_signature_columns_if_needed(self):
         # Keep the teacher columns through HF's unused-column removal (eval, unpacked training).
         super()._set_signature_columns_if_needed()
         if self._signature_columns is not None:
-            for col in (*TARGET_KEYS, TEMPERATURE, TEACHER_INPUT_IDS, TEACHER_LABELS):
+            for col in SSB_COLUMNS:
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        opts = self.ssb_options
-        online = opts.ssb_teacher == "online"
-        if not online and IDS not in inputs:
+        teacher = TeacherMode(self.ssb_options.ssb_teacher)
+        if teacher == TeacherMode.STORED and IDS not in inputs:
             raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
-        temperature = opts.ssb_temperature
-        loss_sum, kd_sum, ce_sum, n_local, outputs = (online_forward if online else ssb_forward)(
-            model,
-            inputs,
-            temperature=temperature,
-            kd_weight=opts.ssb_kd_weight,
-            ce_weight=opts.ssb_ce_weight,
-            chunk_size=opts.ssb_chunk_size,
+        options = self.ssb_loss
+        loss_sum, kd_sum, ce_sum, n_local, outputs = distill_forward(
+            model, inputs, options, TARGET_MAKERS[teacher]
         )
         denom = num_items_in_batch if num_items_in_batch is not None else n_local
         if torch.is_tensor(denom):
@@ -82,7 +85,7 @@ class SSBTrainer(AxolotlTrainer):
             loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
 
         acc = self._ssb_acc["train" if model.training else "eval"]
-        acc[0] = acc[0] + kd_sum.detach() * temperature**2  # tensors: no device sync per step
+        acc[0] = acc[0] + kd_sum.detach() * options.temperature**2  # tensors: no device sync per step
         acc[1] = acc[1] + ce_sum.detach()
         acc[2] += n_local
         if return_outputs:
