@@ -10,10 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ssb_plugin.record import RecordError
-
-# What `datasets.load_dataset(<set dir>)` reads of a curated set (curate/writer.py writes data/shard-*).
-SHARD_GLOB = "data/*.parquet"
+from ssb_plugin.record import SHARD_GLOB, RecordError
 
 
 def shard_rows(root: str | os.PathLike) -> dict[Path, int]:
@@ -49,8 +46,6 @@ def check_configured_sets(datasets) -> None:
     shards are parquet (called before Axolotl's own loader, which would bury the cause)."""
     for entry in datasets or []:
         get = entry.get if hasattr(entry, "get") else lambda k, e=entry: getattr(e, k, None)
-        if (
-            str(get("type") or "").replace(":", ".") == "ssb_plugin.dataset"
-            and Path(str(get("path"))).is_dir()
-        ):
-            shard_rows(get("path"))
+        path = Path(str(get("path")))
+        if str(get("type") or "").replace(":", ".") == "ssb_plugin.dataset" and path.is_dir():
+            shard_rows(path)

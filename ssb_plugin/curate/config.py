@@ -264,6 +264,14 @@ class CurateConfig:
             raise ConfigError(f"shard: need 0 <= i < N, got {self.shard!r}")
         return i, n
 
+    def model_path(self) -> str:
+        """The model to load: `model`, once `pipeline.resolve` has filled in the default."""
+        if self.model is None:
+            raise ConfigError(
+                "model: not resolved yet (ssb_plugin.curate.pipeline.resolve fills in the default)"
+            )
+        return self.model
+
     def is_local_data(self) -> bool:
         return Path(self.data).suffix.lower() in (".jsonl", ".json", ".parquet") or Path(self.data).exists()
 

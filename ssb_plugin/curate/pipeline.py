@@ -10,7 +10,7 @@ progress file; a rerun skips finished chunks.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import defaultdict
 
 from ssb_plugin import __version__
 from ssb_plugin.curate.backends import make_backend, vllm_available
@@ -44,7 +44,7 @@ def check_model_config(cfg: CurateConfig) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     try:
-        mcfg = AutoConfig.from_pretrained(cfg.model, revision=cfg.revision)
+        mcfg = AutoConfig.from_pretrained(cfg.model_path(), revision=cfg.revision)
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"model: cannot read the config of {cfg.model!r}: {e}") from e
     vocab = getattr(mcfg, "vocab_size", None) or getattr(
@@ -108,14 +108,14 @@ def build_manifest(
     )
 
 
-def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: Counter):
+def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: defaultdict[str, float]):
     """(backend, tokenizer, backend info): the model loads only when chunks are left to run."""
     if backend is None and needed:
         from ssb_plugin.grading import warmup
 
         warmup()  # start the grader's worker while the model loads
         t = time.perf_counter()
-        backend = make_backend(cfg, cfg.model)
+        backend = make_backend(cfg, cfg.model_path())
         extra["model_load_s"] += time.perf_counter() - t
     if backend is not None:
         return backend, backend.tokenizer, backend.info()
@@ -134,13 +134,13 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
         check_model_config(cfg)
     plan = chunk_plan(items, cfg)
     out = OutputDir(cfg.out)
-    prints = fingerprints(items, cfg.model, cfg.revision)
+    prints = fingerprints(items, cfg.model_path(), cfg.revision)
     out.prepare({**cfg.result_settings(), "shard": cfg.shard, **prints}, overwrite=cfg.overwrite)
     done = out.done_chunks()
     todo = [] if reached_max_kept(cfg, done) else [(c, part) for c, part in plan if c not in done]
     if not todo and (finished := out.finished_manifest()) is not None:
         return finished  # a complete set is never re-stamped by a rerun
-    extra: Counter = Counter()
+    extra: defaultdict[str, float] = defaultdict(float)  # run timings outside the chunks
     own_backend = backend is None
     backend, tokenizer, info = _open_backend(cfg, backend, bool(todo), extra)
 

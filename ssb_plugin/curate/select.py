@@ -54,7 +54,8 @@ def choose(
     """
     if all(r.answer is None for r in rollouts):
         return Outcome.NO_BOXED_ANSWER, None
-    answered = [i for i, r in enumerate(rollouts) if r.graded]
+    answer = {i: r.answer for i, r in enumerate(rollouts) if r.graded and r.answer is not None}
+    answered = list(answer)  # graded implies an answer; the check above is what mypy sees
     correct = [i for i in answered if rollouts[i].correct]
     wrong = [i for i in answered if not rollouts[i].correct]
     if not correct:
@@ -65,13 +66,13 @@ def choose(
     groups: list[list[int]] = []  # in order of first appearance
     for i in wrong:
         for g in groups:
-            if same(rollouts[g[0]].answer, rollouts[i].answer):
+            if same(answer[g[0]], answer[i]):
                 g.append(i)
                 break
         else:
             groups.append([i])
     best = max(groups, key=len)  # max() keeps the first of equal-length groups
-    return None, Choice(correct[0], best[0], rollouts[best[0]].answer, len(best))
+    return None, Choice(correct[0], best[0], answer[best[0]], len(best))
 
 
 def teacher_outcome(finish_reason: str, correct: bool, leaks: bool) -> Outcome:

@@ -15,7 +15,7 @@ from ssb_plugin.record import OUTCOMES
 def tally(parts: Iterable[dict[str, Any]]) -> tuple[dict[str, int], Counter, Counter]:
     """(counts per outcome, every outcome listed; timings; stats) summed over parts, each a dict
     with "counts", "timings" and "stats"."""
-    counts = dict.fromkeys(OUTCOMES, 0)
+    counts = {str(o): 0 for o in OUTCOMES}
     timings: Counter = Counter()
     stats: Counter = Counter()
     for part in parts:

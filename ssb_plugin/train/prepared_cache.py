@@ -77,13 +77,13 @@ def _manifest_bytes(path: str, revision: str | None) -> bytes:
     from huggingface_hub import hf_hub_download
 
     try:
-        file = hf_hub_download(path, MANIFEST_FILE, repo_type="dataset", revision=revision)
+        downloaded = hf_hub_download(path, MANIFEST_FILE, repo_type="dataset", revision=revision)
     except Exception as e:  # offline without a cached copy, deleted repo, bad revision
         raise RecordError(
             f"curated set {path}: not found (no local directory {local.resolve()}, and no hub dataset "
             f"{path} with a {MANIFEST_FILE} at revision {revision}: {type(e).__name__})"
         ) from e
-    return Path(file).read_bytes()
+    return Path(downloaded).read_bytes()
 
 
 def set_fingerprint(path: str, revision: str | None = None) -> tuple[str, Manifest]:
@@ -107,7 +107,10 @@ def set_fingerprint(path: str, revision: str | None = None) -> tuple[str, Manife
 def _code_digest() -> str:
     h = hashlib.sha256()
     for name in ROW_CODE:
-        h.update(Path(importlib.util.find_spec(name).origin).read_bytes())
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise RecordError(f"prepared cache: cannot find the source of {name}, which the cache key covers")
+        h.update(Path(spec.origin).read_bytes())
     return h.hexdigest()
 
 

@@ -61,12 +61,14 @@ def engine_children_die_with_us() -> Iterator[None]:
         close_fds=True,
     )
     _watchers.append(watcher)
+    seal = watcher.stdin
+    assert seal is not None  # stdin=PIPE
     try:
         yield
     finally:
         with contextlib.suppress(OSError):  # from now on it watches what it found, nothing new
-            watcher.stdin.write(SEAL)
-            watcher.stdin.flush()
+            seal.write(SEAL)
+            seal.flush()
 
 
 SEAL = b"seal\n"
@@ -76,7 +78,7 @@ def _watch(parent: int, skip: set[tuple[int, str]]) -> None:
     """Collect the parent's new descendants until sealed; kill them once the parent is gone."""
     import select
 
-    skip |= {(os.getpid(), _start_time(os.getpid()))}
+    skip |= {(os.getpid(), _start_time(os.getpid()) or "")}  # "" matches no live process's start time
     found: set[tuple[int, str]] = set()
     sealed = False
     while True:

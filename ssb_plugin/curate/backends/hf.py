@@ -41,7 +41,7 @@ def load_scoring_model(cfg, model: str):
     scorer = AutoModelForCausalLM.from_pretrained(
         model, revision=cfg.revision, dtype=_resolve_dtype(cfg.dtype, device)
     )
-    return scorer.to(device).eval()
+    return scorer.to(device).eval()  # type: ignore[arg-type]  # transformers' decorated to() hides its signature
 
 
 class _SeededSampler:
@@ -97,7 +97,7 @@ class TransformersBackend:
         self.progress = bool(cfg.progress)
         self.tokenizer = AutoTokenizer.from_pretrained(model, revision=cfg.revision)
         self.model = AutoModelForCausalLM.from_pretrained(model, revision=cfg.revision, dtype=self.dtype)
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' decorated to() hides its signature
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
@@ -161,7 +161,7 @@ class TransformersBackend:
             mask[b, width - len(r.prompt_ids) :] = 1
         sampler = _SeededSampler(requests, self.device)
         with torch.inference_mode():
-            out = self.model.generate(
+            out = self.model.generate(  # type: ignore[misc]  # transformers types generate's self as a mixin
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 max_new_tokens=requests[0].max_tokens,
@@ -189,4 +189,4 @@ class TransformersBackend:
         return self.model
 
     def close(self) -> None:
-        self.model = None
+        self.model = None  # type: ignore[assignment]  # the weights go; a closed backend is not used again
