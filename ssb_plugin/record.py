@@ -11,7 +11,7 @@ The teacher target per answer token (docs/training.md, "The objective"; computed
 ssb_plugin.curate.targets, read by ssb_plugin.train.targets): the top `stored_topk` ids and raw
 log-probs, `teacher_log_norm` = logsumexp(raw log-probs / T) for each T in manifest.target
 ["temperatures"], and `tail_samples` tail ids (with raw log-probs) sampled from the teacher's
-tail. Sets written before these fields existed have only the top-k (manifest without `target`).
+tail. Schema-1 sets have only the top-k (a manifest without `target`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Need(StrEnum):
 
     ALWAYS = "always"  # either teacher (the prompts and the answer ids)
     STORED = "stored"  # the stored teacher: its top-k
-    TARGET = "target"  # "topk+tail" sets: checked when present, absent in sets curated before them
+    TARGET = "target"  # "topk+tail" sets: checked when present, absent in schema-1 sets
     PROVENANCE = "provenance"  # written for people and audits; training does not read it
 
 
@@ -117,7 +117,7 @@ REQUIRED_FIELDS = tuple(c.name for c in COLUMNS if c.need in (Need.ALWAYS, Need.
 # What the online teacher (`ssb_teacher: online`) reads: no stored log-probs. A set curated for it
 # alone (manifest stored_topk = 0) keeps the log-prob columns with an empty list per row.
 ONLINE_FIELDS = tuple(c.name for c in COLUMNS if c.need == Need.ALWAYS)
-# The fields of the faithful target (absent in sets curated before them; training then warns).
+# The fields of the faithful target (absent in schema-1 sets; training then warns).
 TARGET_FIELDS = tuple(c.name for c in COLUMNS if c.need == Need.TARGET)
 # The [R][width] numeric columns: the teacher target, one row per answer token.
 NESTED_COLUMNS = tuple(c for c in COLUMNS if c.nested)

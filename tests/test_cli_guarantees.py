@@ -1,4 +1,4 @@
-"""Issue 12: nothing lost, nothing stale, no wrong verdict, no traceback: the real CLIs (subprocesses)
+"""Nothing lost, nothing stale, no wrong verdict, no traceback: the real CLIs (subprocesses)
 on real directories, comparing the bytes of every file before and after.
 
 The ssb-curate runs use the tiny random model on the transformers backend (seconds); the curated
@@ -301,7 +301,7 @@ def test_merge_of_some_parts_is_refused(tmp_path):
 
 
 def test_merge_of_parts_curated_from_other_model_files_is_refused(tmp_path):
-    """Issue 12 item 6: parts whose model (or input) content differs never merge, same paths or not."""
+    """Parts whose model (or input) content differs never merge, same paths or not."""
     q0 = shard_run(tmp_path / "q0", "0/2", [0], prints={"input_sha256": "i", "model_sha256": "a"})
     q1 = shard_run(tmp_path / "q1", "1/2", [1], prints={"input_sha256": "i", "model_sha256": "b"})
     refused(curate("merge", "--out", tmp_path / "m", q0, q1), "other settings", "model_sha256")

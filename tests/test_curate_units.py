@@ -231,7 +231,7 @@ def test_load_problems_counts_bad_rows_and_checks_fields(tmp_path):
 )
 def test_load_problems_refuses_unusable_fields(tmp_path, row, problem):
     """Policy of ssb_plugin.fields: a missing/null/wrong-typed field is refused naming the row, never
-    stringified into a gold (a list [5] used to become the gold '[5]')."""
+    stringified into a gold (a list [5] must not become the gold '[5]')."""
     data = tmp_path / "d.jsonl"
     data.write_text(
         json.dumps({"problem": "What is 1 + 1?", "sol": "#### 2"}) + "\n" + json.dumps(row) + "\n"

@@ -1,4 +1,4 @@
-"""Issue 12 item 10: kill -9 of ssb-curate on vLLM leaves no `VLLM::EngineCore` behind, and the
+"""kill -9 of ssb-curate on vLLM leaves no `VLLM::EngineCore` behind, and the
 resume needs no clean-up by hand.
 
 Run in .venv-vllm: `.venv-vllm/bin/python -m pytest -m vllm tests/test_curate_vllm_orphans.py`.

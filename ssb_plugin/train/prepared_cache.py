@@ -1,10 +1,10 @@
 """Axolotl's prepared-dataset cache, keyed by the curated sets it was built from.
 
 Axolotl reuses `<dataset_prepared_path>/<hash>`, where the hash covers the dataset *config* (path,
-type, split, ...), `sequence_len` and the tokenizer's name, never the data. A curated set deleted,
-corrupted or re-curated at the same path was trained from the stale prepared rows, and the tokenizer
-check (which runs while the rows are built) never ran. So, before Axolotl's loader (the plugin's
-`load_datasets` hook, in `axolotl train` and `axolotl preprocess`):
+type, split, ...), `sequence_len` and the tokenizer's name, never the data: on its own it would train
+a curated set deleted, corrupted or re-curated at the same path from the stale prepared rows, and
+skip the tokenizer check (which runs while the rows are built). So, before Axolotl's loader (the
+plugin's `load_datasets` hook, in `axolotl train` and `axolotl preprocess`):
 
 1. every `type: ssb_plugin.dataset` entry (train and test) is fingerprinted: sha256 over its manifest
    and every file `datasets` may read (non-hidden files, shards included) for a local set; the manifest

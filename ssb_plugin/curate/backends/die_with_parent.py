@@ -1,7 +1,7 @@
 """The vLLM engine processes die with the process that started them, however it dies.
 
 vLLM runs its engine in child processes (`VLLM::EngineCore`, ~800 MB on CPU) that ignore SIGTERM
-and outlive a kill -9 of ssb-curate, so every killed run used to leave one behind. No hook of ours
+and outlive a kill -9 of ssb-curate: left alone, every killed run leaves one behind. No hook of ours
 runs inside them (vLLM starts them with `spawn` on CPU), so a small watcher process does it: it
 notes the processes started inside `engine_children_die_with_us()` and holds the read end of a
 pipe from this process. When this process ends (normally, Ctrl-C or kill -9) the kernel closes the pipe; the watcher then SIGKILLs those
