@@ -60,7 +60,10 @@ def in_output(rows: list[dict]) -> list[dict]:
     for i, r in enumerate(rows):
         text = r["pred"]
         if not is_whole_output(text):
-            text = OUTPUT_TEMPLATES[i % len(OUTPUT_TEMPLATES)].format(ans=text)
+            k = i % len(OUTPUT_TEMPLATES)
+            if k == 0 and text.endswith("\\"):
+                k = 1  # inside \boxed{...} a trailing backslash would escape the closing brace
+            text = OUTPUT_TEMPLATES[k].format(ans=text)
         out.append(dict(r, output=text))
     return out
 
