@@ -6,7 +6,7 @@ Importing this package is cheap (no sympy): the symbolic check runs in a worker 
 starts on first need. See docs/grading.md for the conventions.
 """
 
-from .api import DEFAULT_TIMEOUT, REASONS, GradeResult, check, grade, is_equivalent, warmup
+from .api import DEFAULT_TIMEOUT, REASONS, GradeResult, Reason, check, grade, is_equivalent, warmup
 from .extract import LENIENT, MODES, STRICT, extract_answer
 from .paper import paper_match
 
@@ -17,6 +17,7 @@ __all__ = [
     "LENIENT",
     "MODES",
     "STRICT",
+    "Reason",
     "check",
     "extract_answer",
     "grade",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ssb_plugin.fields import ANSWER, TEXT, value_problem
 
@@ -22,14 +23,32 @@ from .pool import WorkerTimeout, get_pool
 from .structure import NeedSymbolic
 
 DEFAULT_TIMEOUT = 2.0
-REASONS = ("match", "mismatch", "no_answer", "timeout", "error")
+
+
+class Reason(StrEnum):
+    """Why a grade came out as it did; the values are what ``ssb-grade`` writes as ``grade_reason``."""
+
+    MATCH = "match"
+    MISMATCH = "mismatch"
+    NO_ANSWER = "no_answer"  # nothing to extract
+    TIMEOUT = "timeout"  # the symbolic check ran out of time: graded False
+    ERROR = "error"  # bad input or a worker failure: graded False
+
+    __repr__ = str.__repr__  # GradeResult prints as reason='match'
+
+
+REASONS = tuple(Reason)
+
+
+def _verdict(eq: bool) -> Reason:
+    return Reason.MATCH if eq else Reason.MISMATCH
 
 
 @dataclass(frozen=True)
 class GradeResult:
     correct: bool
     extracted: str | None
-    reason: str  # one of REASONS
+    reason: Reason
 
 
 def _as_text(value) -> str | None:
@@ -47,37 +66,38 @@ def _prestart() -> None:
     get_pool().prestart()
 
 
-def check(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:
+def check(pred: str, gold: str, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[bool, Reason]:
     """``(equal, reason)`` with reason in match / mismatch / timeout / error."""
     start = time.monotonic()
     try:
         _prestart()
-        pred, gold = _as_text(pred), _as_text(gold)
-        if pred is None or gold is None:
-            return False, "error"
-        gold = gold_answer(gold)
-        if not pred.strip() or not gold.strip():
-            return False, "mismatch"
-        if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
-            return (pred.strip() == gold.strip()), ("match" if pred.strip() == gold.strip() else "mismatch")
+        pred_text, gold_text = _as_text(pred), _as_text(gold)
+        if pred_text is None or gold_text is None:
+            return False, Reason.ERROR
+        gold_text = gold_answer(gold_text)
+        if not pred_text.strip() or not gold_text.strip():
+            return False, Reason.MISMATCH
+        if len(pred_text) > MAX_ANSWER_CHARS or len(gold_text) > MAX_ANSWER_CHARS:
+            same = pred_text.strip() == gold_text.strip()
+            return same, _verdict(same)
         try:
-            eq = compare_answers(pred, gold, fast_leaf_equal)
-            return eq, "match" if eq else "mismatch"
+            eq = compare_answers(pred_text, gold_text, fast_leaf_equal)
+            return eq, _verdict(eq)
         except NeedSymbolic:
             pass
         except RecursionError:
             pass
-        if not (balanced(pred) and balanced(gold)):
-            return False, "mismatch"  # cut-off LaTeX: not worth a parser's time, never equal
+        if not (balanced(pred_text) and balanced(gold_text)):
+            return False, Reason.MISMATCH  # cut-off LaTeX: not worth a parser's time, never equal
         deadline = start + max(0.0, DEFAULT_TIMEOUT if timeout is None else float(timeout))
-        resp = get_pool().call({"pred": pred, "gold": gold}, deadline)
+        resp = get_pool().call({"pred": pred_text, "gold": gold_text}, deadline)
         if "eq" in resp:
-            return bool(resp["eq"]), "match" if resp["eq"] else "mismatch"
-        return False, "error"
+            return bool(resp["eq"]), _verdict(bool(resp["eq"]))
+        return False, Reason.ERROR
     except WorkerTimeout:
-        return False, "timeout"
+        return False, Reason.TIMEOUT
     except Exception:  # WorkerError, or anything unexpected: grading never raises
-        return False, "error"
+        return False, Reason.ERROR
 
 
 def _check_call(text, text_name: str, text_kind: str, gold, timeout) -> None:
@@ -112,9 +132,9 @@ def grade(
     try:
         extracted = extract_answer(output, fallback=fallback, mode=mode)
     except Exception:
-        return GradeResult(False, None, "error")
+        return GradeResult(False, None, Reason.ERROR)
     if extracted is None:
-        return GradeResult(False, None, "no_answer")
+        return GradeResult(False, None, Reason.NO_ANSWER)
     eq, reason = check(extracted, gold, timeout)
     return GradeResult(eq, extracted, reason)
 

@@ -129,7 +129,8 @@ def _summary(results: list[tuple[dict, float]], wall: float) -> str:
     times = [t for _, t in results] or [0.0]
     return (
         f"ssb-grade: {n} cases, accuracy {correct / n if n else 0:.4f} ({correct}/{n}), "
-        f"timeouts {reasons['timeout']}, no answer {reasons['no_answer']}, errors {reasons['error']}, "
+        f"timeouts {reasons[api.Reason.TIMEOUT]}, no answer {reasons[api.Reason.NO_ANSWER]}, "
+        f"errors {reasons[api.Reason.ERROR]}, "
         f"median {statistics.median(times) * 1e3:.2f} ms/case, wall {wall:.1f} s"
     )
 

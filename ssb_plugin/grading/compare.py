@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from .clock import clock_times_differ
 from .normalize import compact, normalize
-from .structure import IN_RE, LeafEq, compare, parse
+from .structure import IN_RE, LeafEq, compare, equation_head, parse
 from .units import align_units
 
 # d,dd / dddd,dd / 0,ddd: not a thousands grouping (that needs 1-3 digits, not 0, then groups of 3).
@@ -16,11 +17,16 @@ _RELATION_RE = re.compile(r"\\le(?![a-zA-Z])|\\ge(?![a-zA-Z])|\\ne(?![a-zA-Z])|<
 
 
 def compare_answers(pred: str, gold: str, leaf_eq: LeafEq) -> bool:
+    times = clock_times_differ(pred, gold)
+    if times is not None:
+        return not times  # 2:30 against 12:30 are two times of day, not two ratios
     p, g = align_decimal_comma(*align_units(normalize(pred), normalize(gold)))
     if not p or not g:
         return False
     if compact(p) == compact(g):
         return True
+    if _heads_differ(p, g):
+        return False  # tan(x) = 3/7 and cot(x) = 3/7 state the same value of different things
     pt, gt = parse(p), parse(g)
     if compare(pt, gt, leaf_eq):
         return True
@@ -44,6 +50,12 @@ def align_decimal_comma(p: str, g: str) -> tuple[str, str]:
     elif _DECIMAL_COMMA_RE.match(g) and _PLAIN_NUMBER_RE.match(p):
         g = g.replace(",", ".")
     return p, g
+
+
+def _heads_differ(p: str, g: str) -> bool:
+    """Both answers are equations about a named function (``\\tan(x) = ...``), not the same one."""
+    hp, hg = equation_head(p), equation_head(g)
+    return hp is not None and hg is not None and hp != hg
 
 
 def _matrix_expression(node) -> bool:

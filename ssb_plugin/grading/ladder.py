@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import MAX_ANSWER_CHARS, PHRASE_RE, box_spans, phrase_answer
+from .boxes import MAX_ANSWER_CHARS, PHRASE_RE, box_spans, phrase_answer
 
 # Words a bare answer may contain besides its value: units, connectors, number words.
 _ANSWER_WORDS = frozenset(

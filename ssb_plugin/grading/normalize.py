@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .extract import last_boxed
+from .boxes import last_boxed
 
 _UNICODE = {
     "\u2212": "-",  # minus sign
@@ -31,6 +31,7 @@ _UNICODE = {
     "\u00be": "3/4",
     "\u2009": " ",
     "\u00a0": " ",
+    "\u2248": "\\approx ",
     "\u202f": " ",
 }
 _UNICODE_RE = re.compile("|".join(re.escape(k) for k in _UNICODE))
@@ -72,6 +73,7 @@ _RENAME = [
     (re.compile(r"\\(?:rangle)(?![a-zA-Z])"), ")"),
     (re.compile(r"\\(?:dots|ldots|cdots)(?![a-zA-Z])"), r"\\ldots "),
     (re.compile(r"\{,\}"), ""),  # 1{,}000
+    (re.compile(r"\{:\}"), ":"),  # 11{:}20
     # The real line, however written.
     (
         re.compile(
@@ -126,6 +128,17 @@ _PLAIN_FIX_RE = [
 ]
 _SPACE_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?$")
 _SPACES_RE = re.compile(r"\s+")
+# What a model writes before the value it means: "? roughly 7", "\approx 3.5", "= 12", "\sim 40".
+_LEAD_IN_RE = re.compile(
+    r"^(?:\?+\s*)?(?:(?:roughly|about|approximately|approx\.?|around|nearly|almost|exactly)\s+)?"
+    r"(?:=|\\approx(?![a-zA-Z])|\\sim(?![a-zA-Z])|\\simeq(?![a-zA-Z])|\\doteq(?![a-zA-Z]))?\s*(?=\S)",
+    re.IGNORECASE,
+)
+# The imaginary unit as sympy prints it (I), where it cannot be an identity matrix: a matrix entry,
+# or a number whose only letter it is (1 + 2I).
+_CAPITAL_I_RE = re.compile(r"(?<![a-zA-Z\\])I(?![a-zA-Z])")
+_LETTER_RE = re.compile(r"[a-zA-Z]")
+_COMMAND_RE = re.compile(r"\\[a-zA-Z]+")
 _DOUBLE_ESCAPE_RE = re.compile(r"\\\\(?=[a-zA-Z])")
 
 
@@ -150,6 +163,7 @@ def _strip_wrappers(s: str) -> str:
         s = s.strip().rstrip(".").rstrip()
         if s.endswith(",") or s.endswith(";"):
             s = s[:-1]
+        s = s.rstrip("\\").rstrip()  # a stray trailing backslash or row break ends no answer
         if s == before:
             break
     return s
@@ -165,6 +179,18 @@ def _brace_set(s: str) -> str:
         if depth == 0 and i < len(s) - 1:
             return s  # {a}{b}: two groups, not one set
     return "\\{" + s[1:-1] + "\\}"
+
+
+def _imaginary_unit(s: str) -> str:
+    """``I`` as ``i`` where it can only be the imaginary unit (see ``_CAPITAL_I_RE``)."""
+    if "I" not in s:
+        return s
+    if "\\begin{" in s:
+        return _CAPITAL_I_RE.sub("i", s)
+    letters = set(_LETTER_RE.findall(_COMMAND_RE.sub("", s)))
+    if letters == {"I"} and any(c.isdigit() for c in s):
+        return _CAPITAL_I_RE.sub("i", s)
+    return s
 
 
 def _drop_units(s: str) -> str:
@@ -194,6 +220,7 @@ def normalize(answer: str) -> str:
     # below start with \s*, which is quadratic on a long run of spaces.
     s = _SPACES_RE.sub(" ", _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], answer))
     s = _strip_wrappers(s)
+    s = _LEAD_IN_RE.sub("", s, count=1)
     if "\\begin" not in s:  # outside a matrix, \\le is a command escaped twice, not a row break
         s = _DOUBLE_ESCAPE_RE.sub(r"\\", s)
     s = _THIN_THOUSANDS_RE.sub("", s)
@@ -225,7 +252,7 @@ def normalize(answer: str) -> str:
         s = s.replace(" ", "")
     if s.startswith("+") and len(s) > 1:
         s = s[1:]
-    return s
+    return _imaginary_unit(s)
 
 
 def compact(s: str) -> str:

@@ -71,12 +71,12 @@ def parse_number(s: str) -> Fraction | None:
     m = _MIXED_RE.match(s)
     if m:
         # Mixed number (MATH convention): 2\frac{1}{2} and "2 1/2" mean 2 + 1/2, when the fraction is proper.
-        whole = int(m.group(2))
-        num, den = (int(m.group(3)), int(m.group(4))) if m.group(3) else (int(m.group(5)), int(m.group(6)))
-        if den == 0 or num >= den:
+        units = int(m.group(2))
+        top, bottom = (int(m.group(3)), int(m.group(4))) if m.group(3) else (int(m.group(5)), int(m.group(6)))
+        if bottom == 0 or top >= bottom:
             return None
-        v = whole + Fraction(num, den)
-        return -v if m.group(1) == "-" else v
+        mixed = units + Fraction(top, bottom)
+        return -mixed if m.group(1) == "-" else mixed
     return None
 
 

@@ -43,11 +43,14 @@ class _Worker:
             bufsize=0,
             close_fds=True,
         )
+        # Popen types its pipes Optional; both exist because both were asked for above.
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         self._buf = b""
         self.ready = False
 
     def _readline(self, deadline: float) -> bytes | None:
-        fd = self.proc.stdout.fileno()
+        fd = self._stdout.fileno()
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -73,7 +76,7 @@ class _Worker:
         return True
 
     def request(self, payload: dict, deadline: float) -> dict:
-        self.proc.stdin.write((json.dumps(payload) + "\n").encode())
+        self._stdin.write((json.dumps(payload) + "\n").encode())
         line = self._readline(deadline)
         if line is None:
             raise WorkerTimeout
@@ -85,7 +88,7 @@ class _Worker:
             self.proc.wait(timeout=5)
         except Exception:
             pass
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self._stdin, self._stdout):
             try:
                 f.close()
             except Exception:

@@ -104,9 +104,9 @@ def sets_equal(a, b) -> bool | None:
         return None
     try:
         if ca is not None and isinstance(b, sympy.Set):
-            probed = _probe_equal(*ca, b)
+            probed = _probe_equal(ca[0], ca[1], b)
         elif cb is not None and isinstance(a, sympy.Set):
-            probed = _probe_equal(*cb, a)
+            probed = _probe_equal(cb[0], cb[1], a)
         else:
             probed = None
         if probed is not None:

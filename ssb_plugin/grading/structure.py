@@ -11,6 +11,7 @@ agree on conventions:
   the list (models add or drop the parentheses);
 - unions: unordered parts; an inequality in one variable becomes the interval(s) it describes;
 - ``x = 3`` / ``(x, y) = (1, 2)``: the left side is a name, so only the value is compared;
+- ``a = 3, b = 1; a = 5, b = 1``: assignments whose names repeat are one tuple per solution;
 - ``a \\pm b``: the list ``a + b, a - b``;
 - a one-column or one-row matrix is the tuple of its entries.
 """
@@ -47,6 +48,12 @@ _VAR = r"(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?[a-zA-Z0-9]+\}?)?'*"
 _VAR_RE = re.compile(rf"^{_VAR}$")
 # f(x) = ..., f^{-1}(x) = ..., g(x, y) = ... name a value too
 _FUNC_RE = re.compile(rf"^{_VAR}(?:\^\{{?-1\}}?)?\([^()=<>]*\)$")  # f(x), g(x, y), f(2)
+# \tan x, \log_2 x, \cos^2 x: a named function applied to one variable, without parentheses.
+_FUNCTIONS = r"sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh|tanh|log|ln|lg|exp"
+_APPLIED_RE = re.compile(
+    rf"^(\\(?:{_FUNCTIONS})(?![a-zA-Z])(?:_\{{?[a-zA-Z0-9]+\}}?)?(?:\^\{{?-?\d+\}}?)?)\s*(?:{_VAR}|\{{\s*{_VAR}\s*\}})$"
+)
+_ASSIGNMENT_RE = re.compile(rf"^({_VAR})\s*=(?!=)\s*(\S.*)$")
 _SUBSCRIPT_RE = re.compile(r"_\{?[a-zA-Z0-9]+\}?")
 _NAME_CMD_RE = re.compile(r"\\(?:frac|angle|measuredangle|overline|triangle|widehat|overarc|arc)(?![a-zA-Z])")
 _NAMED_RATIO_RE = re.compile(r"^[a-zA-Z'\s{}:/+\-|]+$")
@@ -198,6 +205,46 @@ def _strip_name(s: str) -> str:
     return s
 
 
+def equation_head(s: str) -> str | None:
+    """The function an equation is about: ``\\tan`` for ``\\tan(x) = ...`` or ``\\tan x = ...``,
+    ``f^{-1}`` for ``f^{-1}(2) = 7``; ``None`` for anything else (``x = 3`` names no function)."""
+    parts = _split_top_token(s, "=")
+    if len(parts) != 2 or not all(parts):
+        return None
+    lhs = parts[0]
+    if _FUNC_RE.match(lhs):
+        head = lhs[: lhs.index("(")]
+    else:
+        m = _APPLIED_RE.match(lhs)
+        if m is None:
+            return None
+        head = m.group(1)
+    return head.replace(" ", "").replace("{", "").replace("}", "")
+
+
+def _assignment_groups(parts: list[str], depth: int) -> Node | None:
+    """``a=3, b=1; a=5, b=1``: assignments whose names repeat are several solutions, one tuple each
+    (``(3, 1), (5, 1)``); ``None`` unless every part assigns a name and the groups agree."""
+    groups: list[list[tuple[str, str]]] = [[]]
+    for part in parts:
+        m = _ASSIGNMENT_RE.match(part)
+        if m is None:
+            return None
+        name = m.group(1).replace(" ", "")
+        if any(name == n for n, _ in groups[-1]):
+            groups.append([])
+        groups[-1].append((name, m.group(2)))
+    names = [tuple(n for n, _ in g) for g in groups]
+    if len(groups) < 2 or len(names[0]) < 2 or any(n != names[0] for n in names):
+        return None
+    return Node(
+        "list",
+        items=tuple(
+            Node("seq", items=tuple(parse(v, depth + 1) for _, v in g), open="(", close=")") for g in groups
+        ),
+    )
+
+
 def _items(parts: list[str], depth: int) -> tuple:
     """Parsed list elements; an element that is itself a list (``a \\pm b``) is spliced in."""
     out: list[Node] = []
@@ -216,8 +263,11 @@ def parse(s: str, depth: int = 0) -> Node:
         return Node("leaf", text=s)
     parts = _split_top(s, ",;")
     if len(parts) > 1:
-        items = _items(parts, depth)
-        return items[0] if len(items) == 1 else Node("list", items=items)
+        solutions = _assignment_groups(parts[:_MAX_ITEMS], depth)
+        if solutions is not None:
+            return solutions
+        elements = _items(parts, depth)
+        return elements[0] if len(elements) == 1 else Node("list", items=elements)
     s = _strip_name(s)
     m = _MATRIX_RE.match(s)
     if m and "\\begin{" not in m.group(2):  # A + B: two matrices are an expression, not one matrix
