@@ -2,7 +2,8 @@
 
 The cases live in ``benchmarks/grading_cases/<family>.jsonl`` (the benchmark scores the same files
 against Math-Verify). Each family must hold equal and not-equal rows; each row is graded as given
-(bare answer, LaTeX snippet or whole output) and, for bare answers, inside a worked output.
+(bare answer, LaTeX snippet or whole output) and, for bare answers, inside a worked output. One test
+per family file checks every row and lists every row it gets wrong.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from ssb_plugin.grading import extract_answer, grade, warmup
+from ssb_plugin.grading import grade, warmup
 
 REPO = Path(__file__).resolve().parents[1]
 CASES_DIR = REPO / "benchmarks" / "grading_cases"
 FAMILIES = {
-    p.stem: [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    p.stem: [
+        (f"{p.name}:{i}", json.loads(line))
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    ]
     for p in sorted(CASES_DIR.glob("*.jsonl"))
 }
 ISSUE_FAMILIES = {
@@ -29,8 +34,14 @@ ISSUE_FAMILIES = {
     "labelled_answers",
     "units_words",
     "relations_sets",
+    "function_equations",
+    "clock_times",
+    "boxes_in_prose",
+    "named_assignments",
+    "stray_latex",
+    "complex_matrices",
 }
-ROWS = [(fam, r["pred"], r["gold"], r["equal"]) for fam, rows in FAMILIES.items() for r in rows]
+ROWS = [(fam, r["pred"], r["gold"], r["equal"]) for fam, rows in FAMILIES.items() for _, r in rows]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,25 +52,41 @@ def _warm_worker():
 def test_every_family_has_both_directions():
     assert ISSUE_FAMILIES <= set(FAMILIES)
     for fam, rows in FAMILIES.items():
-        labels = [r["equal"] for r in rows]
+        labels = [r["equal"] for _, r in rows]
         assert labels.count(True) >= 5 and labels.count(False) >= 5, fam
 
 
-@pytest.mark.parametrize("family,pred,gold,equal", ROWS)
-def test_family_case_as_given(family, pred, gold, equal):
-    r = grade(pred, gold)
-    assert r.correct is equal, (family, pred, gold, r)
-    assert r.reason in ("match", "mismatch"), r  # every row has an answer to compare
-
-
 def _is_bare(pred: str) -> bool:
+    # An answer ending in a backslash cannot go inside \boxed{...}: it would escape the closing brace.
+    if pred.endswith("\\"):
+        return False
     return not any(m in pred for m in ("$", "\\boxed", "\\[", "\\(")) and pred.count(" ") < 4
 
 
-@pytest.mark.parametrize("family,pred,gold,equal", [r for r in ROWS if _is_bare(r[1])])
-def test_family_case_inside_an_output(family, pred, gold, equal):
-    output = f"We combine the two results.\n\nTherefore, the final answer is $\\boxed{{{pred}}}$."
-    assert grade(output, gold).correct is equal, (family, pred, gold)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family(family):
+    """Every row of one family file, as given and (bare answers) at the end of a worked output.
+
+    As given, each row must have an answer to compare (reason match or mismatch). The not-equal rows
+    are the family's near-misses (another function name, another time, a swapped tuple): a false
+    positive among them fails like any other wrong row."""
+    wrong, checked = [], 0
+    for where, r in FAMILIES[family]:
+        pred, gold, equal = r["pred"], r["gold"], r["equal"]
+        forms = [("as given", pred)]
+        if _is_bare(pred):
+            output = f"We combine the two results.\n\nTherefore, the final answer is $\\boxed{{{pred}}}$."
+            forms.append(("in output", output))
+        for form, text in forms:
+            checked += 1
+            got = grade(text, gold)
+            answered = form != "as given" or got.reason in ("match", "mismatch")
+            if got.correct is not equal or not answered:
+                wrong.append(
+                    f"{where} {form}: pred={pred!r} gold={gold!r} expected={equal} got={got.correct} "
+                    f"({got.reason}, extracted {got.extracted!r})"
+                )
+    assert not wrong, f"{len(wrong)} of {checked} checks wrong:\n" + "\n".join(wrong)
 
 
 NEAR_MISSES = [
@@ -70,42 +97,26 @@ NEAR_MISSES = [
     ("0.35", "35"),
     ("5x", "5"),
     ("2x", "2"),
+    ("\\tan(x)=\\frac{3}{7}", "\\cot(x)=\\frac{3}{7}"),
+    ("2:30", "12:30"),
+    ("a=3,b=1;a=5,b=1", "(1,3),(1,5)"),
 ]
 
 
-@pytest.mark.parametrize("pred,gold", NEAR_MISSES)
-def test_near_misses_stay_wrong(pred, gold):
-    assert not grade(pred, gold).correct
-    assert not grade(f"so the answer is $\\boxed{{{pred}}}$", gold).correct
+def test_near_misses_stay_wrong():
+    wrong = [
+        (pred, gold, form)
+        for pred, gold in NEAR_MISSES
+        for form, text in (("bare", pred), ("boxed", f"so the answer is $\\boxed{{{pred}}}$"))
+        if grade(text, gold).correct
+    ]
+    assert wrong == []
 
 
 def test_percent_policy_needs_a_sign():
     assert grade("35\\%", "0.35").correct  # one side has the sign: applied
     assert grade("35 percent", "35\\%").correct
     assert not grade("35", "0.35").correct  # neither side: different numbers
-
-
-@pytest.mark.parametrize(
-    "text,lenient,strict",
-    [
-        ("41", "41", None),
-        ("y = 4", "y = 4", None),
-        ("Answer $ 12 $", "12", None),
-        ("The result is $$(x - y)^3$$", "(x - y)^3", None),
-        ("Solving, we obtain $3/4$", "3/4", None),
-        ("it is 2,500.75€ in total", "2,500.75€", None),
-        ("So $\\boxed{m = 12}$, and then $\\boxed{n = 5}$.", "m = 12, n = 5", "n = 5"),
-        ("Adding, $2+\\frac53+1=\\frac{14}{3}$", "\\frac{14}{3}", None),
-        ("We have $y = 2x$.", "y = 2x", None),  # an equation with letters stays whole
-        ("\\boxed{7}", "7", "7"),
-        ("The answer is 3.", "3", "3"),
-        ("I am not sure.", None, None),
-        ("no idea", None, None),
-    ],
-)
-def test_extraction_modes(text, lenient, strict):
-    assert extract_answer(text) == lenient
-    assert extract_answer(text, mode="strict") == strict
 
 
 def test_strict_mode_is_what_curation_asks_for():

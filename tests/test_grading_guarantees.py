@@ -78,6 +78,31 @@ def test_timeout_off_the_main_thread():
     assert results["fast"] == (True, "match")
 
 
+def test_slow_cases_from_many_threads_at_once_each_return_within_the_bound():
+    # A threaded caller (lm-eval, vLLM callbacks, a Ray actor, which runs its calls in threads)
+    # grading pathological answers concurrently: more threads than workers, every call bounded,
+    # and no signal handler is installed on the way.
+    import signal
+
+    alarm_before = signal.getsignal(signal.SIGALRM)
+    bound, threads = 0.5, 6
+    barrier = threading.Barrier(threads)
+
+    def run(i: int) -> tuple[tuple[bool, str], float]:
+        barrier.wait()
+        start = time.monotonic()
+        expr = SLOW[i % len(SLOW)]
+        got = grade(f"so the answer is $\\boxed{{{expr}}}$", "0", timeout=bound)
+        return (got.correct, got.reason), time.monotonic() - start
+
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        results = list(ex.map(run, range(threads)))
+    assert [r for r, _ in results] == [(False, "timeout")] * threads
+    assert max(t for _, t in results) < bound + SLACK, [round(t, 3) for _, t in results]
+    assert signal.getsignal(signal.SIGALRM) is alarm_before
+    assert check("2\\sqrt{3}", "\\sqrt{12}", timeout=30) == (True, "match")  # the pool recovered
+
+
 def test_many_threads_get_correct_answers():
     cases = [
         ("\\frac{1}{2}", "0.5", True),
