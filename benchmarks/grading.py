@@ -109,6 +109,14 @@ def _acc(cases: list[dict], verdicts: list[bool]) -> float:
     return sum(v == _label(c) for v, c in zip(verdicts, cases, strict=True)) / max(1, len(cases))
 
 
+def _false_positives(cases: list[dict], verdicts: list[bool]) -> int:
+    return sum(v and not _label(c) for v, c in zip(verdicts, cases, strict=True))
+
+
+def _negatives(cases: list[dict]) -> int:
+    return sum(not _label(c) for c in cases)
+
+
 def _times(ts: list[float]) -> str:
     s = sorted(ts) or [0.0]
     return f"median {statistics.median(s) * 1e3:7.2f} ms  max {s[-1] * 1e3:8.1f} ms"
@@ -120,17 +128,24 @@ def score(name: str, groups: dict[str, list[dict]], errors: bool, slowest: int =
     ours, t_ours = run_ours(cases)
     mv, t_mv = run_math_verify(cases)
     print(f"\n== {name}: {len(cases)} cases ({sum(map(_label, cases))} equivalent)")
-    print(f"{'family':<22}{'n':>6}{'ssb':>9}{'math-verify':>13}")
+    # fp: not-equal rows (the near-misses) graded equal, out of how many there are.
+    print(f"{'family':<22}{'n':>6}{'ssb':>9}{'math-verify':>13}{'fp ssb':>9}{'fp mv':>7}{'of':>5}")
     i, result = 0, {}
     for fam, rows in groups.items():
         k = len(rows)
         a, b = _acc(rows, ours[i : i + k]), _acc(rows, mv[i : i + k])
+        fa, fb, neg = (
+            _false_positives(rows, ours[i : i + k]),
+            _false_positives(rows, mv[i : i + k]),
+            _negatives(rows),
+        )
         result[fam] = (a, b)
-        print(f"{fam:<22}{k:>6}{a:>9.4f}{b:>13.4f}")
+        print(f"{fam:<22}{k:>6}{a:>9.4f}{b:>13.4f}{fa:>9}{fb:>7}{neg:>5}")
         i += k
     a, b = _acc(cases, ours), _acc(cases, mv)
     result["overall"] = (a, b)
-    print(f"{'overall':<22}{len(cases):>6}{a:>9.4f}{b:>13.4f}")
+    fa, fb, neg = _false_positives(cases, ours), _false_positives(cases, mv), _negatives(cases)
+    print(f"{'overall':<22}{len(cases):>6}{a:>9.4f}{b:>13.4f}{fa:>9}{fb:>7}{neg:>5}")
     print(f"ssb grader   {_times(t_ours)}\nmath-verify  {_times(t_mv)}")
     for t, c in sorted(zip(t_ours, cases, strict=True), key=lambda tc: -tc[0])[:slowest]:
         print(f"  slow {t * 1e3:8.1f} ms  gold={c['gold']!r} output={c['output'][-80:]!r}")
