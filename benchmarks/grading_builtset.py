@@ -297,7 +297,7 @@ def negatives(g: str, problem: str, rng: random.Random, text_pool: list[str]) ->
 
 def _body(solution: str) -> str:
     """The reference solution without its boxes (the answer is re-inserted by a template)."""
-    from ssb_plugin.grading.extract import last_boxed
+    from ssb_plugin.grading.boxes import last_boxed
 
     text = solution
     for _ in range(5):

@@ -15,8 +15,9 @@ from enum import StrEnum
 
 from ssb_plugin.fields import ANSWER, TEXT, value_problem
 
+from .boxes import MAX_ANSWER_CHARS
 from .compare import balanced, compare_answers
-from .extract import LENIENT, MAX_ANSWER_CHARS, MODES, extract_answer
+from .extract import LENIENT, MODES, extract_answer
 from .gold import gold_answer
 from .leaves import fast_leaf_equal
 from .pool import WorkerTimeout, get_pool

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 
 from . import ladder
-from .boxes import MAX_ANSWER_CHARS, box_spans, last_boxed, phrase_answer
-
-__all__ = ["LENIENT", "MAX_ANSWER_CHARS", "MODES", "STRICT", "box_spans", "extract_answer", "last_boxed"]
+from .boxes import MAX_ANSWER_CHARS, last_boxed, phrase_answer
 
 # Extraction modes: lenient takes answers however they are written; strict only boxed or phrased.
 LENIENT, STRICT = "lenient", "strict"

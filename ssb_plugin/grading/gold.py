@@ -6,7 +6,8 @@ Curation (`curate/problems.py`), the lm-eval GSM8K task (`tasks/utils.py`), the 
 
 from __future__ import annotations
 
-from .extract import extract_answer, last_boxed
+from .boxes import last_boxed
+from .extract import extract_answer
 from .ladder import is_sentence, named_boxes
 
 GSM8K_MARK = "####"
