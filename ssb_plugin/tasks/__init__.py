@@ -60,9 +60,9 @@ def _data_rows() -> list[tuple[str, str, str]]:
     """(task, hub source, local file) for every task that loads data with a hub copy."""
     rows = []
     for name, cfg in task_configs().items():
-        file = (cfg.get("dataset_kwargs") or {}).get("local_file")
+        file: str | None = (cfg.get("dataset_kwargs") or {}).get("local_file")
         hub = SETS.get(file) if file else None
-        if hub is not None and hub.hub_path:  # sets without a hub copy always come from the package
+        if file and hub is not None and hub.hub_path:  # sets without a hub copy always come from the package
             source = hub.hub_path + (f" ({hub.hub_name})" if hub.hub_name else "") + f" [{hub.hub_split}]"
             rows.append((name, source, file))
     return rows
