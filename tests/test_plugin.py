@@ -126,7 +126,8 @@ def test_the_dataset_type_refuses_to_tokenise_unless_the_plugin_is_registered(pl
     from ssb_plugin.train.dataset import load
 
     cfg = {"plugins": ["ssb_plugin.SSBPlugin"]}  # listed, but nothing registered it
-    with pytest.raises(RecordError, match=r"SSBPlugin is not registered .*registered: none.*plain SFT"):
+    # Axolotl 0.21's manager holds its built-in plugins as well: the message lists what is registered
+    with pytest.raises(RecordError, match=r"SSBPlugin is not registered .*\(registered: .*plain SFT"):
         load(None, cfg, {"path": str(tmp_path)})
     plugin_manager.register("ssb_plugin.SSBPlugin")
     with pytest.raises(RecordError, match="no manifest.json"):  # registered: load goes on to read the set
