@@ -376,7 +376,7 @@ def test_training_on_a_truncated_shard_names_it(tiny_model_dir, tmp_path, tmp_pa
     import yaml
 
     pytest.importorskip("axolotl")
-    from support.axolotl_cpu import TINY_LORA
+    from support.axolotl_cpu import train_config
     from support.curated_fixture import cached_curated_set
 
     curated = tmp_path / "set"
@@ -385,17 +385,7 @@ def test_training_on_a_truncated_shard_names_it(tiny_model_dir, tmp_path, tmp_pa
     )
     shard = sorted(curated.glob("data/*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    cfg = {
-        "base_model": str(tiny_model_dir),
-        "chat_template": "tokenizer_default",
-        "plugins": ["ssb_plugin.SSBPlugin"],
-        "datasets": [{"path": str(curated), "type": "ssb_plugin.dataset"}],
-        "dataset_prepared_path": str(tmp_path / "prepared"),
-        **TINY_LORA,
-        "micro_batch_size": 2,
-        "max_steps": 1,
-        "output_dir": str(tmp_path / "out"),
-    }
+    cfg = train_config(tiny_model_dir, curated, tmp_path, max_steps=1)
     (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = run("axolotl.cli.train", tmp_path / "config.yml")
     assert proc.returncode != 0
