@@ -40,7 +40,12 @@ PREFIX = "ssb-"
 # at the training temperature, and stored and online rows carry different columns.
 ROW_KEYS = ("ssb_temperature", "ssb_teacher")
 # Modules whose code builds the prepared rows: a changed row layout must not reuse old rows.
-ROW_CODE = ("ssb_plugin.train.dataset", "ssb_plugin.train.targets", "ssb_plugin.record")
+ROW_CODE = (
+    "ssb_plugin.train.dataset",
+    "ssb_plugin.train.targets",
+    "ssb_plugin.train.batch_keys",
+    "ssb_plugin.record",
+)
 
 
 def ssb_dataset_entries(cfg: Any) -> list[Any]:
