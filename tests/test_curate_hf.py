@@ -174,7 +174,11 @@ def test_stored_target_equals_dense_full_vocab_kl_when_k_is_vocab(reference_run,
         (g_dense,) = torch.autograd.grad(dense, student_h)
         assert dense.item() > 1.0  # the student prompt really differs from the teacher's
         assert stored.item() == pytest.approx(dense.item(), rel=1e-4)
-        torch.testing.assert_close(g_stored, g_dense, rtol=1e-3, atol=1e-5)
+        # The stored p is exact (float64 normaliser), the dense one an fp32 softmax over the vocabulary:
+        # they differ by fp32 rounding (6.4e-5 relative at T = 1 on AVX2-only kernels), so entries are
+        # compared on the gradient's own scale.
+        assert ((g_stored - g_dense).norm() / g_dense.norm()).item() < 1e-4
+        torch.testing.assert_close(g_stored, g_dense, rtol=1e-3, atol=1e-4 * g_dense.abs().max().item())
 
 
 def test_older_set_warns_once_and_an_uncarried_t_stops(

@@ -117,7 +117,10 @@ def test_online_equals_dense_full_vocabulary_reference_on_smollm2(smollm2_dir, s
     assert loss.item() / n > 0.01  # the bare-question student differs from the teacher
     assert loss.item() == pytest.approx(kd.item() * temperature**2, rel=1e-6)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
-    assert _rel(grad, ref_grad) < 1e-5, f"gradient relative error {_rel(grad, ref_grad)}"
+    # Two fp32 computations differ by up to fp32's own rounding, which (measured against float64)
+    # exceeds 1e-5 at T = 1 on AVX2-only kernels (2.1e-5): the bar is 1e-5 or that rounding.
+    fp32_rounding = _rel(ref_grad, exact_grad)
+    assert _rel(grad, ref_grad) < max(1e-5, fp32_rounding), f"gradient relative error {_rel(grad, ref_grad)}"
     assert abs(loss.item() - exact.item()) <= 1.5 * abs(ref.item() - exact.item()) + 1e-6 * n
     assert _rel(grad, exact_grad) <= 1.5 * _rel(ref_grad, exact_grad) + 1e-6
 

@@ -35,13 +35,17 @@ def view_logits(model, tokenizer, row: dict[str, Any], view: str = "teacher", sh
 
 def target_kl(logits, row: dict[str, Any], info: TargetInfo, temperature: float, shift: int = 0):
     """Per position: the stored target's KL estimate sum_j w_j (log p_j - log q_j) at `temperature`,
-    q = softmax(logits / T) (what the loss computes, here on one row without gradients)."""
+    q = softmax(logits / T) (what the loss computes, here on one row without gradients).
+
+    log q is taken in float64: the stored log-normaliser is summed in float64, and an fp32
+    logsumexp over the vocabulary is off by ~1e-5 nats (more on AVX2-only kernels), which at T = 1
+    would show as an identity KL of that size that says nothing about the stored target."""
     import torch
 
     ids, weights, logprobs = (
         torch.as_tensor(a[: len(a) - shift]) for a in build_target(row, info, temperature)
     )
-    log_q = torch.log_softmax(logits / temperature, dim=-1).gather(-1, ids.clamp_min(0))
+    log_q = torch.log_softmax(logits.double() / temperature, dim=-1).gather(-1, ids.clamp_min(0))
     valid = ids >= 0
     return (weights * (logprobs - log_q)).masked_fill(~valid, 0.0).sum(-1)
 
