@@ -3,13 +3,11 @@ golds (curation, the lm-eval task, GRPO prep, the grader) must agree with it."""
 
 from __future__ import annotations
 
-import datasets
 import pytest
 
 from ssb_plugin.curate.problems import parse_gold
 from ssb_plugin.grading import check
 from ssb_plugin.grading.gold import gold_answer, gsm8k_gold
-from ssb_plugin.tasks import utils
 from ssb_plugin.train.grpo import gold_of
 
 WORKED = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n48+24 = <<48+24=72>>72\n#### 1,072"
@@ -35,6 +33,10 @@ def test_gold_answer_falls_back_to_the_last_box_then_the_text():
 
 
 def test_every_gold_reader_agrees():
+    import datasets
+
+    from ssb_plugin.tasks import utils  # imports lm-eval: loaded here, not at collection
+
     row = {"question": "Q", "answer": WORKED}
     expected = gsm8k_gold(WORKED)
     assert parse_gold(WORKED, "gsm8k") == parse_gold(WORKED, "auto") == expected
