@@ -12,7 +12,7 @@ at that variant's top-k / tail size). Per objective:
     (LoRA B given small random values, so every LoRA parameter has a gradient) and after a few
     AdamW steps on the reference objective;
 (c) `--step` runs benchmarks/train_step.py (step time and peak memory vs the SFT step).
-Goals (issue 11): stored default >= 0.99 cosine at <= 1 KB per answer token; identity <= 1e-4 nats.
+Goals: stored default >= 0.99 cosine at <= 1 KB per answer token; identity <= 1e-4 nats.
 Online mode (`ssb_teacher: online`) is the dense objective computed as training computes it (batch
 through the dataset type and collator, teacher pass with the adapter disabled); its step time and
 memory against SFT: benchmarks/online_step.py.

@@ -9,7 +9,7 @@ front (the correct and the wrong attempt), followed by the same answer. Online s
 pass (adapter disabled, no gradient) + the student pass + the chunked full-vocabulary KL
 (ssb_plugin.train.forward.online_forward); SFT = HF's loss on full logits. Timing alternates the two;
 peak memory: CUDA allocator peak, or on CPU the RSS high-water mark of a fresh process per mode.
-GPU goal (issue 11): online <= 1.6x SFT time with memory <= SFT's.
+GPU goal: online <= 1.6x SFT time with memory <= SFT's.
 """
 
 from __future__ import annotations
