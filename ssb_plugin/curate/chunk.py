@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ssb_plugin.curate.backends.types import Generation, Request, derive_seed
+from ssb_plugin.curate.backends.contract import Generation, Request, derive_seed
 from ssb_plugin.curate.config import CurateConfig
 from ssb_plugin.curate.problems import BadRow, Problem
 from ssb_plugin.curate.select import Choice, Rollout, choose, teacher_outcome

@@ -8,7 +8,7 @@ pass that sampled the token.
 
 from __future__ import annotations
 
-from ssb_plugin.curate.backends.types import Generation, Request, derive_seed
+from ssb_plugin.curate.backends.contract import Generation, Request, derive_seed
 
 __all__ = ["Generation", "Request", "derive_seed", "make_backend", "vllm_available"]
 

@@ -8,7 +8,8 @@ pipe from this process. When this process ends (normally, Ctrl-C or kill -9) the
 processes that are still alive (checked by pid and start time, so a reused pid is never hit) and
 exits. The watcher starts before the engine and looks for new processes every 0.2 s until the block
 ends, so a kill during the engine's start is covered too. It runs this file as a script: the
-standard library only, a few MB.
+standard library only, a few MB, started isolated (`-I`) so that no module beside this file can
+shadow a standard one.
 """
 
 from __future__ import annotations
@@ -55,20 +56,31 @@ def engine_children_die_with_us() -> Iterator[None]:
         return
     before = _descendants(os.getpid())
     watcher = subprocess.Popen(
-        [sys.executable, "-S", __file__, str(os.getpid()), *(f"{pid}:{start}" for pid, start in before)],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            __file__,
+            str(os.getpid()),
+            *(f"{pid}:{start}" for pid, start in before),
+        ],
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         start_new_session=True,  # a Ctrl-C in the terminal reaches us and the engine, not it
         close_fds=True,
     )
     _watchers.append(watcher)
-    seal = watcher.stdin
-    assert seal is not None  # stdin=PIPE
+    seal, ack = watcher.stdin, watcher.stdout
+    assert seal is not None and ack is not None  # both PIPE
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):  # from now on it watches what it found, nothing new
+        # From now on it watches what it found, nothing new. Its last look comes after the seal
+        # and we wait for it, so it sees all the block started and nothing started after it.
+        with contextlib.suppress(OSError):
             seal.write(SEAL)
             seal.flush()
+            ack.readline()  # b"" if the watcher is gone
 
 
 SEAL = b"seal\n"
@@ -88,7 +100,10 @@ def _watch(parent: int, skip: set[tuple[int, str]]) -> None:
             found |= _descendants(parent) - skip
         if data == b"":  # every writer (the watched process) is gone
             break
-        sealed = sealed or bool(data and SEAL.strip() in data)
+        if not sealed and data and SEAL.strip() in data:
+            sealed = True
+            with contextlib.suppress(OSError):  # the block waits for this before it goes on
+                os.write(1, SEAL)
     for pid, start in found:
         if _start_time(pid) == start:
             with contextlib.suppress(ProcessLookupError):

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ssb_plugin.curate.backends.types import Generation, Request
+from ssb_plugin.curate.backends.contract import Generation, Request
 
 
 def _resolve_device(name: str) -> str:

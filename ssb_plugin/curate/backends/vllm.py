@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssb_plugin.curate.backends.contract import Generation, Request
 from ssb_plugin.curate.backends.die_with_parent import engine_children_die_with_us
-from ssb_plugin.curate.backends.types import Generation, Request
 
 
 class VLLMBackend:
