@@ -4,43 +4,9 @@ carries the stored target of curation's teacher-forced pass, the manifest says h
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
-
-from ssb_plugin.curate.backends import Generation
-
-
-class ScriptedBackend:
-    """Rollouts alternate right/wrong answers, the teacher answers right; the scorer is a real model."""
-
-    name = "scripted"
-
-    def __init__(self, model_dir):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        self.max_model_len = None
-        self.calls = 0
-
-    def info(self):
-        return {"backend": self.name}
-
-    def scoring_model(self):
-        return self.model
-
-    def generate(self, requests, desc=""):
-        out = []
-        for i, r in enumerate(requests):
-            a, b = map(int, re.findall(r"What is (\d+) \+ (\d+)\?", self.tokenizer.decode(r.prompt_ids))[-1])
-            answer = a + b if desc == "teacher" or i % 2 == 0 else a + b + 1
-            ids = self.tokenizer(f"{a} + {b} = {answer}. \\boxed{{{answer}}}")["input_ids"]
-            out.append(Generation(token_ids=ids + [self.tokenizer.eos_token_id], finish_reason="stop"))
-        self.calls += 1
-        return out
+from support.scripted_backend import ScriptedBackend
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,16 @@
-"""One chunk of problems through the method: rollouts -> selection -> hinted teacher -> kept records.
+"""One chunk of problems through the method: rollouts -> selection -> hinted teacher -> kept records
+-> their stored targets.
 
-Each phase is a method of `Curator` that takes and returns named jobs, so the chunk loop reads as
-the method does; `ChunkResult` collects the rows, every problem's outcome and the phase timings.
+Each generation phase is a method of `Curator` that takes and returns named jobs, so the chunk
+loop reads as the method does; `ChunkResult` collects the rows, every problem's outcome and the
+phase timings. The target pass (`add_targets`) is a function of its own: it needs the scoring
+model, not the generation backend, so it can run after that backend is shut down or in another
+process (curate.pipeline, curate.on_ray).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -31,6 +36,35 @@ class ChunkResult:
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     stats: Counter = field(default_factory=Counter)
     outcomes: dict[str, str] = field(default_factory=dict)  # problem id -> outcome (audit trail)
+    scoring: list[tuple[list[int], list[int]]] = field(default_factory=list)  # per row: prompt, response ids
+    scored: bool = False  # the rows carry their target columns
+
+    def to_json(self) -> str:
+        """A generated, not yet scored chunk (the rows hold only JSON values until scored)."""
+        assert not self.scored
+        fields = ("rows", "counts", "timings", "stats", "outcomes", "scoring")
+        return json.dumps({f: getattr(self, f) for f in fields})
+
+    @classmethod
+    def from_json(cls, text: str) -> ChunkResult:
+        d = json.loads(text)
+        return cls(
+            rows=d["rows"],
+            counts=Counter(d["counts"]),
+            timings=defaultdict(float, d["timings"]),
+            stats=Counter(d["stats"]),
+            outcomes=d["outcomes"],
+            scoring=[(list(p), list(r)) for p, r in d["scoring"]],
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What the progress file and the manifest keep of a finished chunk."""
+        return {
+            "counts": dict(self.counts),
+            "timings": dict(self.timings),
+            "stats": dict(self.stats),
+            "outcomes": self.outcomes,
+        }
 
     def mark(self, problem_id: str, outcome: Outcome) -> None:
         """Record a problem's outcome: counted and kept in the audit trail together."""
@@ -111,6 +145,13 @@ class Curator:
         return min(max_tokens, left) if left >= 1 else None
 
     def run_chunk(self, items: list[Problem | BadRow]) -> ChunkResult:
+        """Generate and score a chunk with this backend's own model (the transformers backend)."""
+        res = self.generate_chunk(items)
+        add_targets(self.cfg, res, self.backend.scoring_model)
+        return res
+
+    def generate_chunk(self, items: list[Problem | BadRow]) -> ChunkResult:
+        """Every phase up to the kept rows; their target columns come from `add_targets`."""
         res = ChunkResult(rows=[])
         with res.timed("prepare_s"):
             students = self._student_jobs(items, res)
@@ -121,9 +162,7 @@ class Curator:
         with res.timed("teacher_generate_s"):
             tgens = self._generate(self._teacher_requests(teachers), "teacher")
         with res.timed("grading_s"):
-            scoring = self._keep(teachers, tgens, res)
-        with res.timed("target_scoring_s"):
-            self._add_targets(res.rows, scoring)
+            res.scoring = self._keep(teachers, tgens, res)
         return res
 
     def _student_jobs(self, items: list[Problem | BadRow], res: ChunkResult) -> list[StudentJob]:
@@ -239,15 +278,19 @@ class Curator:
             )
         return scoring
 
-    def _add_targets(self, rows: list[dict[str, Any]], jobs: list) -> None:
-        """The stored teacher target of each kept row, from one teacher-forced pass over its ids."""
-        if not rows:
-            return
-        if not self.cfg.stored_target:  # --no-stored-target: no scoring pass, the columns stay empty
-            for row in rows:
+
+def add_targets(cfg: CurateConfig, res: ChunkResult, scoring_model) -> None:
+    """The stored teacher target of each kept row, from one teacher-forced pass over its ids.
+
+    `scoring_model` is called only when there is something to score (a chunk with no kept row, or
+    a set without stored targets, never loads it)."""
+    with res.timed("target_scoring_s"):
+        if res.rows and not cfg.stored_target:  # --no-stored-target: no scoring pass, empty columns
+            for row in res.rows:
                 row.update(empty_target())
-            return
-        seeds = [derive_seed(self.cfg.seed, row["id"], "target-tail") for row in rows]
-        fields = score_rows(self.backend.scoring_model(), jobs, target_spec(self.cfg), seeds=seeds)
-        for row, f in zip(rows, fields, strict=True):
-            row.update(f)
+        elif res.rows:
+            seeds = [derive_seed(cfg.seed, row["id"], "target-tail") for row in res.rows]
+            fields = score_rows(scoring_model(), res.scoring, target_spec(cfg), seeds=seeds)
+            for row, f in zip(res.rows, fields, strict=True):
+                row.update(f)
+    res.scored = True

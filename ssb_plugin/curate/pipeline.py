@@ -1,5 +1,11 @@
 """The curation run: problems -> chunks (each through `chunk.Curator`) -> shards + manifest.
 
+A backend with full logits of its own (transformers) generates and scores each chunk in turn. One
+without (vLLM) runs in two phases, so the scoring model never shares a device with a live engine:
+every chunk is generated and kept as a pending file, the engine is shut down, then a transformers
+copy loads and scores the pending chunks in plan order. A run killed in either phase resumes where
+it stopped (pending chunks are not generated again).
+
 Chunks are fixed slices of the source order (`chunk_size` problems), numbered globally, so a
 chunk's content never depends on `--shard`, `--limit` of later rows, or on what ran before a
 crash. Every request carries a seed derived from (seed, problem id, role, index): a problem's
@@ -14,7 +20,7 @@ from collections import defaultdict
 
 from ssb_plugin import __version__
 from ssb_plugin.curate.backends import make_backend, vllm_available
-from ssb_plugin.curate.chunk import Curator, target_spec
+from ssb_plugin.curate.chunk import ChunkResult, Curator, add_targets, target_spec
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 from ssb_plugin.curate.fingerprint import fingerprints
 from ssb_plugin.curate.problems import load_problems
@@ -109,7 +115,7 @@ def build_manifest(
 
 
 def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: defaultdict[str, float]):
-    """(backend, tokenizer, backend info): the model loads only when chunks are left to run."""
+    """(backend, tokenizer, backend info): the model loads only when chunks are left to generate."""
     if backend is None and needed:
         from ssb_plugin.grading import warmup
 
@@ -119,9 +125,14 @@ def _open_backend(cfg: CurateConfig, backend, needed: bool, extra: defaultdict[s
         extra["model_load_s"] += time.perf_counter() - t
     if backend is not None:
         return backend, backend.tokenizer, backend.info()
-    from transformers import AutoTokenizer  # everything already done: the manifest needs the tokenizer
+    from transformers import AutoTokenizer  # nothing left to generate: the manifest needs the tokenizer
 
     return None, AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision), {"backend": cfg.backend}
+
+
+def two_phase(cfg: CurateConfig, backend) -> bool:
+    """Generate everything, then score: the backend has no scoring model of its own (vLLM)."""
+    return cfg.stored_target and (backend is None or not hasattr(backend, "scoring_model"))
 
 
 def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
@@ -140,58 +151,106 @@ def curate(cfg: CurateConfig, backend=None, on_progress=None) -> Manifest:
     todo = [] if reached_max_kept(cfg, done) else [(c, part) for c, part in plan if c not in done]
     if not todo and (finished := out.finished_manifest()) is not None:
         return finished  # a complete set is never re-stamped by a rerun
+    pending = set(out.pending_chunks())
     extra: defaultdict[str, float] = defaultdict(float)  # run timings outside the chunks
     own_backend = backend is None
-    backend, tokenizer, info = _open_backend(cfg, backend, bool(todo), extra)
-
-    def write_manifest() -> Manifest:
-        manifest = build_manifest(cfg, tokenizer, info, done, plan, extra, prints)
-        out.write_manifest(manifest)
-        return manifest
-
+    backend, tokenizer, info = _open_backend(cfg, backend, any(c not in pending for c, _ in todo), extra)
+    run = ChunkRun(cfg, out, plan, done, extra, on_progress,
+                   lambda: out.write_manifest(build_manifest(cfg, tokenizer, info, done, plan, extra, prints)))  # fmt: skip
     try:
-        if todo:
-            _run_chunks(cfg, Curator(cfg, backend), todo, plan, done, out, write_manifest, on_progress)
+        if todo and two_phase(cfg, backend):
+            run.generate_all(Curator(cfg, backend) if backend is not None else None, todo, pending)
+            if own_backend and backend is not None:
+                backend.close()  # the engine's memory is free before the scorer loads
+                backend = None
+            run.score_pending(todo)
+        elif todo:
+            run.generate_and_score(Curator(cfg, backend), todo)
     finally:  # an engine this run started is shut down however the run ends (vLLM holds GPU memory)
         if own_backend and backend is not None:
             backend.close()
     extra["wall_s_last_invocation"] = time.perf_counter() - wall
-    return write_manifest()
+    manifest = build_manifest(cfg, tokenizer, info, done, plan, extra, prints)
+    out.write_manifest(manifest)
+    return manifest
 
 
-def _run_chunks(cfg, curator, todo, plan, done, out, write_manifest, on_progress) -> None:
-    """Curate the chunks left to do; each finished chunk is written (shard, progress, manifest)."""
-    from tqdm.auto import tqdm
+class ChunkRun:
+    """The chunk loops of one invocation: each finished chunk is written (shard, progress, manifest)."""
 
-    bar = tqdm(
-        total=sum(len(part) for _, part in plan),
-        initial=sum(len(part) for c, part in plan if c in done),
-        desc="curate",
-        unit="problem",
-        disable=not cfg.progress,
-    )
+    def __init__(self, cfg, out: OutputDir, plan, done: dict, extra, on_progress, write_manifest):
+        self.cfg, self.out, self.plan, self.done, self.extra = cfg, out, plan, done, extra
+        self.on_progress, self.write_manifest = on_progress, write_manifest
 
-    def postfix():
-        kept = sum(d["counts"].get(Outcome.KEPT, 0) for d in done.values())
-        dropped = sum(v for d in done.values() for k, v in d["counts"].items() if k != Outcome.KEPT)
-        bar.set_postfix(kept=kept, dropped=dropped)
+    def _bar(self, desc: str, todo):
+        from tqdm.auto import tqdm
 
-    postfix()
-    try:
-        for c, part in todo:
-            if reached_max_kept(cfg, done):
-                break
-            res = curator.run_chunk(part)
-            t = time.perf_counter()
-            info_c = {"counts": dict(res.counts), "timings": dict(res.timings), "stats": dict(res.stats)}
-            info_c["outcomes"] = res.outcomes
-            out.write_chunk(c, res.rows, info_c)
-            info_c["timings"]["write_s"] = time.perf_counter() - t
-            done[c] = info_c
-            write_manifest()
-            bar.update(len(part))
-            postfix()
-            if on_progress:
-                on_progress(c, res)
-    finally:
-        bar.close()
+        return tqdm(total=sum(len(part) for _, part in todo), desc=desc, unit="problem",
+                    disable=not self.cfg.progress)  # fmt: skip
+
+    def _kept(self) -> int:
+        return sum(d["counts"].get(Outcome.KEPT, 0) for d in self.done.values())
+
+    def _finish(self, c: int, res: ChunkResult, bar) -> None:
+        t = time.perf_counter()
+        info = res.info()
+        self.out.write_chunk(c, res.rows, info)
+        self.out.drop_pending(c)
+        info["timings"]["write_s"] = time.perf_counter() - t
+        self.done[c] = info
+        self.write_manifest()
+        bar.update(sum(res.counts.values()))
+        dropped = sum(v for d in self.done.values() for k, v in d["counts"].items() if k != Outcome.KEPT)
+        bar.set_postfix(kept=self._kept(), dropped=dropped)
+        if self.on_progress:
+            self.on_progress(c, res)
+
+    def generate_and_score(self, curator: Curator, todo) -> None:
+        """One chunk at a time with the backend's own model."""
+        with self._bar("curate", todo) as bar:
+            for c, part in todo:
+                if reached_max_kept(self.cfg, self.done):
+                    break
+                self._finish(c, curator.run_chunk(part), bar)
+
+    def generate_all(self, curator: Curator | None, todo, pending: set[int]) -> None:
+        """Phase 1: every chunk not yet generated, kept as a pending file (no target pass)."""
+        kept = self._kept() + sum(self._pending(c).counts.get(Outcome.KEPT, 0) for c in pending)
+        left = [(c, part) for c, part in todo if c not in pending]
+        with self._bar("generate", left) as bar:
+            for c, part in left:
+                if self.cfg.max_kept is not None and kept >= self.cfg.max_kept:
+                    break
+                assert curator is not None  # a backend is opened whenever a chunk is left to generate
+                res = curator.generate_chunk(part)
+                self.out.write_pending(c, res.to_json())
+                pending.add(c)
+                kept += res.counts.get(Outcome.KEPT, 0)
+                bar.update(len(part))
+
+    def _pending(self, c: int) -> ChunkResult:
+        return ChunkResult.from_json(self.out.read_pending(c))
+
+    def score_pending(self, todo) -> None:
+        """Phase 2: the pending chunks in plan order, scored by a transformers copy loaded once."""
+        scorer = None
+
+        def scoring_model():
+            nonlocal scorer
+            if scorer is None:
+                from ssb_plugin.curate.backends.hf import load_scoring_model
+
+                t = time.perf_counter()
+                scorer = load_scoring_model(self.cfg, self.cfg.model_path())
+                self.extra["scorer_load_s"] += time.perf_counter() - t
+            return scorer
+
+        pending = set(self.out.pending_chunks())
+        ready = [(c, part) for c, part in todo if c in pending]
+        with self._bar("score", ready) as bar:
+            for c, _ in ready:
+                if reached_max_kept(self.cfg, self.done):
+                    break
+                res = self._pending(c)
+                add_targets(self.cfg, res, scoring_model)
+                self._finish(c, res, bar)

@@ -6,6 +6,8 @@ Layout:
     <out>/README.md                  dataset card (`load_dataset(<out>)` reads data/*.parquet)
     <out>/.ssb-progress/run.json     the settings the directory was started with (resume must match)
     <out>/.ssb-progress/chunk-XXXXX.json   a finished chunk: outcome counts, each problem's outcome, timings
+    <out>/.ssb-progress/pending-XXXXX.json a generated chunk waiting for its target pass (vLLM
+                                           backend: the engine is shut down before the scorer loads)
 
 Crash safety: each file is written by `ssb_plugin.atomic` (hidden temp name, fsync, rename); a
 chunk's progress file is renamed only after its shard is, so a chunk is either done (both present)
@@ -198,6 +200,25 @@ class OutputDir:
         for f in sorted(self.progress_dir.glob("chunk-*.json")):
             done[int(f.stem.split("-")[1])] = json.loads(f.read_text())
         return done
+
+    def _pending_file(self, chunk: int) -> Path:
+        return self.progress_dir / f"pending-{chunk:05d}.json"
+
+    def write_pending(self, chunk: int, generated_json: str) -> None:
+        atomic_write_text(self._pending_file(chunk), generated_json)
+
+    def pending_chunks(self) -> list[int]:
+        """Chunks generated and not yet scored; one also finished (killed between its shard and the
+        removal of its pending file) is not pending."""
+        done = set(self.done_chunks())
+        found = sorted(int(f.stem.split("-")[1]) for f in self.progress_dir.glob("pending-*.json"))
+        return [c for c in found if c not in done]
+
+    def read_pending(self, chunk: int) -> str:
+        return self._pending_file(chunk).read_text()
+
+    def drop_pending(self, chunk: int) -> None:
+        self._pending_file(chunk).unlink(missing_ok=True)
 
     def write_chunk(self, chunk: int, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
         path = shard_path(self.root, chunk)

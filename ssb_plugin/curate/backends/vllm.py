@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ssb_plugin.curate.backends.contract import Generation, Request
@@ -117,15 +119,15 @@ class VLLMBackend:
             gen.topk_logprobs = np.ascontiguousarray(lp)
         return gen
 
-    def scoring_model(self):
-        """The same weights in transformers, for the exact teacher-forced target pass (vLLM returns
-        at most top-k log-probs, not the full-vocabulary normaliser or tail samples). Loaded once."""
-        if getattr(self, "_scorer", None) is None:
-            from ssb_plugin.curate.backends.hf import load_scoring_model
-
-            self._scorer = load_scoring_model(self.cfg, self.model)
-        return self._scorer
-
     def close(self) -> None:
-        self.llm = None
-        self._scorer = None
+        """Shut the engine down now (its processes and memory), not whenever the garbage collector
+        gets to it: the pipeline loads the scoring model next (it has no full logits of its own, so
+        there is no `scoring_model()` here; see curate.pipeline)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            import gc
+
+            with contextlib.suppress(Exception):  # already gone is as good as shut down
+                llm.llm_engine.engine_core.shutdown()
+            del llm
+            gc.collect()
