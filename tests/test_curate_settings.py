@@ -10,7 +10,7 @@ from typing import get_args, get_type_hints
 
 import pytest
 
-from ssb_plugin.curate import cli, pipeline
+from ssb_plugin.curate import cli, run
 from ssb_plugin.curate.config import RESULT_KEYS, ConfigError, CurateConfig
 
 FIELDS = {f.name: f for f in fields(CurateConfig)}
@@ -80,12 +80,12 @@ def test_result_keys_are_the_fields_marked_result():
 
 
 def test_manifest_records_each_setting_at_its_declared_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "tokenizer_fingerprint", lambda tok: {"vocab_sha256": "x"})
+    monkeypatch.setattr(run, "tokenizer_fingerprint", lambda tok: {"vocab_sha256": "x"})
     cfg = CurateConfig.build({}, out=str(tmp_path / "o"), model="m", limit=5, stored_topk=7, shard="1/3")
     done = {
         0: {"counts": {"kept": 2, "no_wrong": 1}, "timings": {"teacher_s": 1.0}, "stats": {"rollouts": 12}}
     }
-    m = pipeline.build_manifest(
+    m = run.build_manifest(
         cfg, None, {"engine": "e"}, done, [(0, []), (1, [])], {"model_load_s": 2.0}, {"data": "d"}
     )
     d = json.loads(m.to_json())

@@ -351,7 +351,7 @@ def test_push_to_hub_uploads_only_the_set(tmp_path):
 
 
 def test_chunk_plan_splits_chunks_round_robin(tmp_path):
-    from ssb_plugin.curate.pipeline import chunk_plan
+    from ssb_plugin.curate.run import chunk_plan
 
     items = list(range(10))
     plans = []

@@ -3,7 +3,7 @@
 Each setting is one dataclass field made by `setting(...)`: its default, help text, allowed values,
 whether it changes the records (`result=True`: a resumed or merged run must agree on it) and where
 the manifest records it. The `ssb-curate` flags (`cli.py`), `RESULT_KEYS` and the manifest's
-settings blocks (`pipeline.build_manifest`) are all derived from these fields; add a setting here
+settings blocks (`run.build_manifest`) are all derived from these fields; add a setting here
 and nowhere else.
 
 Everything a run depends on is checked here, before any model weights load, so a typo costs
@@ -206,6 +206,12 @@ class CurateConfig:
     vllm_kwargs: dict[str, Any] = setting(
         help="extra vLLM LLM() arguments as JSON, e.g. '{\"swap_space\": 4}'", factory=dict
     )
+    ray: str | None = setting(
+        None,
+        "run the model stages on Ray Data: 'local' starts a cluster in this process, 'auto' joins the one "
+        "on this machine or at RAY_ADDRESS, or an address (ray://head:10001); see docs/scale-out.md",
+    )
+    ray_replicas: int = setting(1, "--ray: engines per model stage, each on --tensor-parallel-size GPUs")
     overwrite: bool = setting(False, "wipe an existing output directory instead of resuming")
     progress: bool = setting(True, "progress bars")
     push_to_hub: str | None = setting(None, "upload the finished set to this hub dataset repo")
@@ -265,11 +271,9 @@ class CurateConfig:
         return i, n
 
     def model_path(self) -> str:
-        """The model to load: `model`, once `pipeline.resolve` has filled in the default."""
+        """The model to load: `model`, once `run.resolve` has filled in the default."""
         if self.model is None:
-            raise ConfigError(
-                "model: not resolved yet (ssb_plugin.curate.pipeline.resolve fills in the default)"
-            )
+            raise ConfigError("model: not resolved yet (ssb_plugin.curate.run.resolve fills in the default)")
         return self.model
 
     def is_local_data(self) -> bool:
@@ -311,6 +315,7 @@ class CurateConfig:
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
         self._validate_target(need)
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")
+        need(int(self.ray_replicas) >= 1, "ray_replicas", "must be >= 1")
         for key in ("tensor_parallel_size", "data_parallel_size"):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
         need(self.max_model_len is None or int(self.max_model_len) >= 16, "max_model_len", "must be >= 16")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ssb_plugin.curate.backends.contract import Generation, Request, derive_seed
 
-__all__ = ["Generation", "Request", "derive_seed", "make_backend", "vllm_available"]
+__all__ = ["Generation", "Request", "backend_class", "derive_seed", "make_backend", "vllm_available"]
 
 
 def vllm_available() -> bool:
@@ -19,12 +19,17 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def make_backend(cfg, model: str):
-    """Build the configured backend (`cfg.backend` already resolved to 'vllm' or 'transformers')."""
+def backend_class(cfg) -> type:
+    """The class of the configured backend (`cfg.backend` resolved); importing it loads no engine."""
     if cfg.backend == "vllm":
         from ssb_plugin.curate.backends.vllm import VLLMBackend
 
-        return VLLMBackend(cfg, model)
+        return VLLMBackend
     from ssb_plugin.curate.backends.hf import TransformersBackend
 
-    return TransformersBackend(cfg, model)
+    return TransformersBackend
+
+
+def make_backend(cfg, model: str):
+    """Build the configured backend (`cfg.backend` already resolved to 'vllm' or 'transformers')."""
+    return backend_class(cfg)(cfg, model)
