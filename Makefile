@@ -18,5 +18,5 @@ format:
 bench:            ## the benchmarks on this machine (CPU; minutes each); benchmarks/RESULTS.md records their figures
 	$(OFFLINE) .venv/bin/python benchmarks/grading.py
 	$(OFFLINE) .venv/bin/python benchmarks/curation.py storage hf-batch
-	$(OFFLINE) .venv-vllm/bin/python benchmarks/curation.py vllm-overhead
+	$(OFFLINE) .venv-vllm/bin/python benchmarks/curation.py vllm-overhead vllm-memory ray
 	$(OFFLINE) .venv/bin/python benchmarks/train_step.py

@@ -4,6 +4,9 @@
     .venv/bin/python benchmarks/curation.py storage hf-batch
     # vLLM part (.venv-vllm): this pipeline's wall time over bare vLLM generate of the same requests
     .venv-vllm/bin/python benchmarks/curation.py vllm-overhead
+    # Ray part (.venv-vllm, where Ray is): the same requests in one process vs `--ray local` with
+    # 1 and 2 replicas (wall-time ratios), and Ray's fixed overhead on a one-problem set
+    .venv-vllm/bin/python benchmarks/curation.py ray [--ray-backend vllm]
     # vLLM part: peak memory (RSS of ssb-curate and every process under it) of one CLI run;
     # --repo points it at another checkout (an older commit) for a before/after in one call
     .venv-vllm/bin/python benchmarks/curation.py vllm-memory [--repo ../old-checkout]
@@ -290,13 +293,61 @@ def vllm_memory(args, tmp: Path) -> dict:
     return {"repo": str(repo), "peak_with_engine": peak_engine, "peak_after_engine": peak_after, "kept": kept}
 
 
+def _cli_wall(args, tmp: Path, name: str, n: int, *extra: str) -> tuple[float, dict]:
+    """Wall time of one fresh `ssb-curate` process (engine start included) and its manifest."""
+    out = tmp / name
+    cmd = [
+        sys.executable, "-m", "ssb_plugin.curate.cli", "--model", _model(args), "--data", str(tmp / "easy.jsonl"),
+        "--out", str(out), "--limit", str(n), "--chunk-size", "1", "--rollout-max-tokens", str(args.rollout_tokens),
+        "--teacher-max-tokens", str(args.teacher_tokens), "--answer-fallback", "--seed", str(args.seed),
+        "--no-progress", "--backend", args.ray_backend, *extra,
+    ]  # fmt: skip
+    if args.ray_backend == "transformers":
+        cmd += ["--threads", "1", "--batch-size", "32"]
+    else:
+        cmd += ["--max-model-len", "1024", "--gpu-memory-utilization", "0.05"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"ray: {name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, json.loads((out / "manifest.json").read_text())
+
+
+def ray_scaling(args, tmp: Path) -> dict:
+    """The same problems (one chunk each) in one process, on Ray with 1 and with 2 replicas; and
+    one problem in one process vs on Ray (the cluster start and actor start-up: Ray's overhead)."""
+    runs = {
+        "single": _cli_wall(args, tmp, "single", args.n),
+        "ray1": _cli_wall(args, tmp, "ray1", args.n, "--ray", "local", "--ray-replicas", "1"),
+        "ray2": _cli_wall(args, tmp, "ray2", args.n, "--ray", "local", "--ray-replicas", "2"),
+        "tiny_single": _cli_wall(args, tmp, "tiny_single", 1),
+        "tiny_ray": _cli_wall(args, tmp, "tiny_ray", 1, "--ray", "local"),
+    }
+    walls = {k: w for k, (w, _) in runs.items()}
+    same = len({json.dumps(m["counts"]) for k, (_, m) in runs.items() if not k.startswith("tiny")}) == 1
+    print(
+        f"Ray ({args.ray_backend}, {args.n} problems, {os.cpu_count()} CPUs): one process {walls['single']:.0f} s, "
+        f"Ray 1 replica {walls['ray1']:.0f} s ({walls['ray1'] / walls['single']:.2f}x), 2 replicas "
+        f"{walls['ray2']:.0f} s ({walls['ray2'] / walls['single']:.2f}x); one problem: {walls['tiny_single']:.0f} s "
+        f"vs {walls['tiny_ray']:.0f} s on Ray (+{walls['tiny_ray'] - walls['tiny_single']:.0f} s overhead); "
+        f"same counts in all three: {same}"
+    )
+    return {"walls_s": walls, "same_counts": same, "backend": args.ray_backend, "n": args.n}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "parts",
         nargs="*",
         default=["storage", "hf-batch"],
-        choices=["storage", "hf-batch", "vllm-overhead", "vllm-memory"],
+        choices=["storage", "hf-batch", "vllm-overhead", "vllm-memory", "ray"],
     )
     p.add_argument("--model")
     p.add_argument(
@@ -309,6 +360,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, help="torch threads for the transformers parts (default: torch's)")
+    p.add_argument("--ray-backend", default="transformers", choices=["transformers", "vllm"], help="for ray")
     p.add_argument("--repo", help="vllm-memory: the checkout whose ssb-curate runs (default: this one)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
@@ -322,6 +374,7 @@ def main(argv=None) -> int:
                 "hf-batch": hf_batch,
                 "vllm-overhead": vllm_overhead,
                 "vllm-memory": vllm_memory,
+                "ray": ray_scaling,
             }[part](args, tmp)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

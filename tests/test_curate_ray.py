@@ -1,7 +1,8 @@
-"""`ssb-curate --ray` on a real local Ray cluster (Ray Data actor pools), SmolLM2-135M-Instruct:
-the set equals the single-process set byte for byte in every data column (transformers backend
-with 2 replicas, vLLM backend with 2 generation replicas and the scoring pass), a replica killed
-with -9 mid-run is restarted and the set still equals, and a killed driver's rerun resumes.
+"""`ssb-curate --ray` on a real local Ray cluster (Ray Data actor pools) with the transformers
+backend on SmolLM2-135M-Instruct, 2 replicas: one replica killed with -9 mid-run, then the
+driver killed with -9 (no process of its cluster survives it), and the rerun skips the finished
+chunks and gives the single-process set, column for column. The vLLM backend on Ray (two engines, then the
+scoring pass) is in tests/test_curate_vllm.py.
 
 Run in .venv-vllm (Ray is installed there): `.venv-vllm/bin/python -m pytest -m vllm tests/test_curate_ray.py`.
 """
@@ -16,23 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from support.curated_sets import same_set
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.vllm
 
 REPO = Path(__file__).resolve().parent.parent
 # Rows of easy_problems(40, seed=0) (ids kept via --id-field): with seed 1 this model keeps
-# easy-0-22 under the transformers backend and easy-0-12 / easy-0-26 under vLLM.
-ROWS = (0, 22, 12, 26)
+# easy-0-22 under the transformers backend; one chunk per problem.
+ROWS = (0, 22, 12, 26, 1, 2)
 HF_ARGS = [
     "--backend", "transformers", "--batch-size", "32", "--threads", "1", "--rollout-max-tokens", "40",
     "--teacher-max-tokens", "120",
-]  # fmt: skip
-VLLM_ARGS = [
-    "--backend", "vllm", "--rollout-max-tokens", "40", "--teacher-max-tokens", "120", "--max-model-len", "1024",
-    "--gpu-memory-utilization", "0.05",
 ]  # fmt: skip
 ENV = {
     **os.environ,
@@ -56,11 +53,11 @@ def easy_data(tmp_path_factory) -> Path:
     return path
 
 
-def _cmd(model, data, out, backend_args, *extra) -> list[str]:
+def _cmd(model, data, out, *extra) -> list[str]:
     return [
         sys.executable, "-m", "ssb_plugin.curate.cli", "--model", str(model), "--data", str(data),
         "--out", str(out), "--id-field", "id", "--chunk-size", "1", "--stored-topk", "16",
-        "--answer-fallback", "--seed", "1", "--no-progress", *backend_args, *extra,
+        "--answer-fallback", "--seed", "1", "--no-progress", *HF_ARGS, *extra,
     ]  # fmt: skip
 
 
@@ -69,36 +66,11 @@ def _run(cmd) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-def _same_set(a: Path, b: Path) -> int:
-    """Every shard's every column equal (the data, not the file's bytes: parquet metadata may
-    differ), the same outcomes; returns the number of kept records."""
-    sa, sb = sorted((a / "data").glob("shard-*.parquet")), sorted((b / "data").glob("shard-*.parquet"))
-    assert [f.name for f in sa] == [f.name for f in sb]
-    for fa, fb in zip(sa, sb, strict=True):
-        ta, tb = pq.read_table(fa), pq.read_table(fb)
-        assert ta.column_names == tb.column_names
-        for name in ta.column_names:
-            assert ta[name].equals(tb[name]), f"{fa.name}: column {name} differs"
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    assert ma["counts"] == mb["counts"] and ma["extra"]["stats"] == mb["extra"]["stats"]
-    assert mb["extra"]["complete"] and not list((b / ".ssb-progress").glob("pending-*"))
-    return ma["counts"]["kept"]
-
-
 @pytest.fixture(scope="module")
 def hf_single(smollm2_dir, easy_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hf") / "single"
-    _run(_cmd(smollm2_dir, easy_data, out, HF_ARGS))
+    _run(_cmd(smollm2_dir, easy_data, out))
     return out
-
-
-def test_transformers_on_ray_with_two_replicas_equals_single_process(
-    hf_single, smollm2_dir, easy_data, tmp_path
-):
-    out = tmp_path / "ray"
-    _run(_cmd(smollm2_dir, easy_data, out, HF_ARGS, "--ray", "local", "--ray-replicas", "2"))
-    assert _same_set(hf_single, out) >= 1
-    assert json.loads((out / "manifest.json").read_text())["timings"]["ray_replicas"] == 2
 
 
 def _actor_pids(title: str) -> list[int]:
@@ -113,32 +85,92 @@ def _actor_pids(title: str) -> list[int]:
     return pids
 
 
-def test_a_replica_killed_mid_run_is_replaced_and_the_set_still_equals(
+def _wait_for(path: Path, proc, what: str) -> None:
+    deadline = time.time() + 600
+    while not path.exists():
+        assert proc.poll() is None, f"exited before {what}: " + proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, f"{what} never happened"
+        time.sleep(0.2)
+
+
+def test_a_killed_replica_then_a_killed_driver_still_give_the_single_process_set(
     hf_single, smollm2_dir, easy_data, tmp_path
 ):
+    """Two replicas; one is killed with -9 after the first chunk, and the run goes on; then the
+    driver is killed with -9: no process of its local cluster survives it, and the rerun skips
+    the finished chunks and completes the set, equal to the single-process one."""
+    from ssb_plugin.curate.backends.die_with_parent import _descendants
+
     out = tmp_path / "ray-killed"
-    cmd = _cmd(smollm2_dir, easy_data, out, HF_ARGS, "--ray", "local", "--ray-replicas", "2")
+    cmd = _cmd(smollm2_dir, easy_data, out, "--ray", "local", "--ray-replicas", "2")
+    progress = out / ".ssb-progress"
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, killed = time.time() + 600, None
-    while killed is None:
-        assert proc.poll() is None, (
-            "finished before a replica could be killed: " + proc.stderr.read().decode()[-3000:]
-        )
-        assert time.time() < deadline, "no replica appeared"
-        actors = _actor_pids("GenerateStage")
-        if actors and (out / ".ssb-progress" / "chunk-00000.json").exists():
-            killed = actors[0]
-            os.kill(killed, signal.SIGKILL)
+    _wait_for(progress / "chunk-00000.json", proc, "the first chunk")
+    replicas = _actor_pids("GenerateStage")
+    assert len(replicas) == 2, replicas
+    os.kill(replicas[0], signal.SIGKILL)
+    done = set(progress.glob("chunk-*.json"))
+    deadline = time.time() + 600
+    while not (set(progress.glob("chunk-*.json")) - done):  # the run goes on without that replica
+        assert proc.poll() is None, "exited after the replica's death: " + proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no chunk finished after a replica was killed"
         time.sleep(0.2)
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err.decode()[-4000:]
-    assert _same_set(hf_single, out) >= 1
+
+    cluster = [pid for pid, _ in _descendants(proc.pid)]  # raylet, GCS, agents, actors
+    proc.kill()
+    proc.wait()
+    finished = {f.name: f.stat().st_mtime_ns for f in progress.glob("chunk-*.json")}
+    assert len(finished) < len(ROWS), "killed too late to test the resume"
+    gone_by = time.time() + 30
+    while (left := [p for p in cluster if _alive(p)]) and time.time() < gone_by:
+        time.sleep(0.5)
+    for p in left:
+        os.kill(p, signal.SIGKILL)  # only the cluster this test's driver started
+    assert not left, "processes of the local Ray cluster outlived their killed driver"
+
+    _run(cmd)
+    assert {f: (progress / f).stat().st_mtime_ns for f in finished} == finished  # not redone
+    assert same_set(hf_single, out) >= 1
+    assert json.loads((out / "manifest.json").read_text())["timings"]["ray_replicas"] == 2
 
 
-def test_vllm_on_ray_generates_then_scores_and_equals_single_process(smollm2_dir, easy_data, tmp_path):
-    single, on_ray = tmp_path / "single", tmp_path / "ray"
-    _run(_cmd(smollm2_dir, easy_data, single, VLLM_ARGS))
-    _run(_cmd(smollm2_dir, easy_data, on_ray, VLLM_ARGS, "--ray", "local", "--ray-replicas", "2"))
-    assert _same_set(single, on_ray) >= 1
-    m = json.loads((on_ray / "manifest.json").read_text())
-    assert m["extra"]["backend_info"]["backend"] == "vllm" and "vllm" in m["extra"]["backend_info"]
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_grader_time_bound_holds_in_a_threaded_ray_actor():
+    """Curation grades inside Ray actors; an actor with max_concurrency runs its calls in threads,
+    where no signal-based timeout can work: every call still returns within the bound."""
+    import ray
+
+    slow = ["\\sin(10^{10^{10}})", "10!!!"]  # keep sympy busy far longer than the bound
+    bound, slack = 0.5, 1.5
+
+    @ray.remote(max_concurrency=4)
+    class Grader:
+        def grade(self, expr: str) -> tuple[bool, str, float, bool]:
+            import signal
+            import threading
+
+            from ssb_plugin.grading import grade, warmup
+
+            warmup(60)
+            start = time.monotonic()
+            got = grade(f"so the answer is $\\boxed{{{expr}}}$", "0", timeout=bound)
+            on_main = threading.current_thread() is threading.main_thread()
+            alarm_free = signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+            return got.correct, got.reason, time.monotonic() - start, on_main or not alarm_free
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING")
+    try:
+        actor = Grader.remote()
+        ray.get(actor.grade.remote("1"))  # the worker process is up
+        results = ray.get([actor.grade.remote(slow[i % 2]) for i in range(4)])
+    finally:
+        ray.shutdown()
+    assert [(c, r) for c, r, _, _ in results] == [(False, "timeout")] * 4
+    assert max(t for _, _, t, _ in results) < bound + slack, results
+    assert not any(main_or_alarm for *_, main_or_alarm in results)  # threads, no SIGALRM handler

@@ -2,8 +2,10 @@
 
 Run in .venv-vllm: `.venv-vllm/bin/python -m pytest -m vllm tests/test_curate_vllm.py`.
 One driver process builds the engine once and runs the pipeline twice: the reference and the same
-problems in smaller chunks (another batch composition; per-request seeds make it the same set). The records then go through the identity test against a transformers
-forward pass of the same checkpoint.
+problems in smaller chunks (another batch composition; per-request seeds make it the same set). The
+records then go through the identity test against a transformers forward pass of the same
+checkpoint, and `ssb-curate --ray local` with two engine actors and the scoring pass must give the
+smaller-chunk set again, column for column.
 """
 
 from __future__ import annotations
@@ -136,3 +138,28 @@ def test_vllm_runs_are_deterministic_across_chunkings(runs):
     ca = json.loads((runs / "ref" / "manifest.json").read_text())["counts"]
     cb = json.loads((runs / other / "manifest.json").read_text())["counts"]
     assert ca == cb
+
+
+def test_vllm_on_ray_with_two_engines_equals_the_single_process_set(runs, smollm2_dir, tmp_path):
+    """The same settings as the driver's chunk-4 run (two chunks: one per engine actor), through
+    the CLI on a local Ray cluster: generation pass, engines gone, scoring pass."""
+    pytest.importorskip("ray")
+    from support.curated_sets import same_set
+
+    out = tmp_path / "ray"
+    cmd = [
+        sys.executable, "-m", "ssb_plugin.curate.cli", "--model", str(smollm2_dir), "--data", str(runs / "easy.jsonl"),
+        "--out", str(out), "--id-field", "id", "--backend", "vllm", "--limit", str(N_PROBLEMS),
+        "--rollout-max-tokens", "40", "--teacher-max-tokens", "120", "--stored-topk", "64", "--answer-fallback",
+        "--seed", "1", "--no-progress", "--max-model-len", "1024", "--gpu-memory-utilization", "0.15",
+        "--chunk-size", "4", "--ray", "local", "--ray-replicas", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert same_set(runs / "chunked", out) >= 1
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["extra"]["backend_info"]["backend"] == "vllm" and "vllm" in m["extra"]["backend_info"]
+    assert "target_scoring_s" in m["timings"]

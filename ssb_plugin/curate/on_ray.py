@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ssb_plugin.curate.backends import backend_class, make_backend
+from ssb_plugin.curate.backends.die_with_parent import engine_children_die_with_us
 from ssb_plugin.curate.chunk import ChunkResult, Curator, add_targets
 from ssb_plugin.curate.config import ConfigError, CurateConfig
 from ssb_plugin.curate.run import ChunkRun, LazyScorer, open_run, two_phase
@@ -83,7 +84,9 @@ def connect(cfg: CurateConfig) -> None:
         return
     quiet: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": bool(cfg.progress)}
     if cfg.ray == "local":
-        ray.init(include_dashboard=False, **quiet)
+        # the cluster's processes (raylet, GCS, its agents) end with this driver, kill -9 included
+        with engine_children_die_with_us():
+            ray.init(include_dashboard=False, **quiet)
     else:
         ray.init(address=cfg.ray, **quiet)
 

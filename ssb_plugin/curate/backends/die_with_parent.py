@@ -1,4 +1,5 @@
-"""The vLLM engine processes die with the process that started them, however it dies.
+"""The vLLM engine processes (and a local Ray cluster's) die with the process that started them,
+however it dies.
 
 vLLM runs its engine in child processes (`VLLM::EngineCore`, ~800 MB on CPU) that ignore SIGTERM
 and outlive a kill -9 of ssb-curate: left alone, every killed run leaves one behind. No hook of ours
@@ -9,7 +10,8 @@ processes that are still alive (checked by pid and start time, so a reused pid i
 exits. The watcher starts before the engine and looks for new processes every 0.2 s until the block
 ends, so a kill during the engine's start is covered too. It runs this file as a script: the
 standard library only, a few MB, started isolated (`-I`) so that no module beside this file can
-shadow a standard one.
+shadow a standard one. `ssb-curate --ray local` starts its Ray cluster inside such a block too:
+Ray's per-node agents otherwise outlive a killed driver.
 """
 
 from __future__ import annotations
