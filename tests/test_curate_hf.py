@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.curate_cli import easy_rows
 
 # Rows of easy_problems(40, seed=0) (ids kept via --id-field, hence their seeds) chosen so that
 # with seed 1 this model keeps easy-0-22 (chunk 0) and drops others under the transformers backend.
@@ -64,12 +65,7 @@ def _env():
 
 @pytest.fixture(scope="module")
 def easy_data(tmp_path_factory) -> Path:
-    from ssb_plugin.demo.easy import easy_problems
-
-    rows = easy_problems(40, seed=0)
-    path = tmp_path_factory.mktemp("easy") / "easy.jsonl"
-    path.write_text("".join(json.dumps(rows[i]) + "\n" for i in ROWS))
-    return path
+    return easy_rows(tmp_path_factory.mktemp("easy") / "easy.jsonl", ROWS)
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.curate_cli import CURATE_ENV, easy_rows
 from support.curated_sets import same_set
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.vllm
 
-REPO = Path(__file__).resolve().parent.parent
 # Rows of easy_problems(40, seed=0) (ids kept via --id-field): with seed 1 this model keeps
 # easy-0-22 under the transformers backend; one chunk per problem.
 ROWS = (0, 22, 12, 26, 1, 2)
@@ -32,26 +32,12 @@ HF_ARGS = [
     "--backend", "transformers", "--batch-size", "32", "--threads", "1", "--rollout-max-tokens", "40",
     "--teacher-max-tokens", "120",
 ]  # fmt: skip
-ENV = {
-    **os.environ,
-    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
+ENV = {**CURATE_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @pytest.fixture(scope="module")
 def easy_data(tmp_path_factory) -> Path:
-    from ssb_plugin.demo.easy import easy_problems
-
-    rows = easy_problems(40, seed=0)
-    path = tmp_path_factory.mktemp("easy") / "easy.jsonl"
-    path.write_text("".join(json.dumps(rows[i]) + "\n" for i in ROWS))
-    return path
+    return easy_rows(tmp_path_factory.mktemp("easy") / "easy.jsonl", ROWS)
 
 
 def _cmd(model, data, out, *extra) -> list[str]:

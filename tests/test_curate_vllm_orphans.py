@@ -15,19 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support.curate_cli import CURATE_ENV
 
 pytestmark = pytest.mark.vllm
 
-REPO = Path(__file__).resolve().parent.parent
-ENV = {
-    **os.environ,
-    "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+ENV = CURATE_ENV
 
 
 def _stat(pid: int) -> tuple[int, str] | None:
