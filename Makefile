@@ -7,7 +7,7 @@ demo:             ## set up and run the whole pipeline on the embedded model -> 
 	bash scripts/run_pipeline.sh runs/demo
 test:             ## set up, lint and run the whole suite offline (all venvs)
 	bash scripts/test.sh
-test-ray:         ## the `ssb-curate --ray` runs on a local Ray cluster (~20 min on 2 idle cores; not in `make test`)
+test-ray:         ## every `ssb-curate --ray` run on a local Ray cluster, the vLLM one included (~12 min on 2 idle cores)
 	$(OFFLINE) VLLM_NO_USAGE_STATS=1 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m ray
 check: lint typecheck  ## fast lane, under 2 min: lint, mypy, the tests that run no model, vLLM or CLI pipeline
 	$(OFFLINE) .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "not slow and not vllm and not pipeline and not model"

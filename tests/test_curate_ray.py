@@ -4,8 +4,9 @@ driver killed with -9 (no process of its cluster survives it), and the rerun ski
 chunks and gives the single-process set, column for column. The vLLM backend on Ray (two engines, then the
 scoring pass) is in tests/test_curate_vllm.py.
 
-Run in .venv-vllm (Ray is installed there): `make test-ray` (marker `ray`: not in `make test`, see
-docs/scale-out.md). The grader's time bound inside a threaded Ray actor is in `make test`.
+Run in .venv-vllm (Ray is installed there), marker `ray`: `make test` runs this file's Ray tests
+last, alone (beside another lane a local cluster's start-up has failed on 2 cores:
+docs/scale-out.md); `make test-ray` runs every `ray` test, the vLLM one included.
 """
 
 from __future__ import annotations
