@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ssb_plugin.curate.config import DEFAULT_STORED_TOPK, DEFAULT_TAIL_SAMPLES  # noqa: E402
 from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions  # noqa: E402
 
+SAMPLED = ("systematic", "iid", "cv")  # variants with tail samples
 CHUNK = 256  # answer positions per lm_head chunk here (a few rows: small chunks, small buffers)
 # (name, stored top-k, tail samples, tail sampling); bytes = 8 per top-k or tail entry + 4 per T
 VARIANTS = [
@@ -49,6 +50,14 @@ VARIANTS = [
         DEFAULT_TAIL_SAMPLES,
         "systematic",
     ),
+    (
+        f"top-{DEFAULT_STORED_TOPK} + {DEFAULT_TAIL_SAMPLES} tail, systematic, control variate",
+        DEFAULT_STORED_TOPK,
+        DEFAULT_TAIL_SAMPLES,
+        "cv",
+    ),
+    ("top-16 + 108 tail, control variate", 16, 108, "cv"),
+    ("top-64 + 60 tail, control variate", 64, 60, "cv"),
     ("top-96 + 28 tail, systematic", 96, 28, "systematic"),
     ("top-256 + 0 tail (exact top, no tail)", 256, 0, "topk-exact"),
 ]
@@ -96,7 +105,7 @@ def variant_target(lp, name, k, m, how, temperature, seed=0):
     from ssb_plugin.curate.targets import TargetSpec, targets_from_logprobs
     from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo, build_target
 
-    spec = TargetSpec(stored_topk=k, tail_samples=m if how in ("systematic", "iid") else 0)
+    spec = TargetSpec(stored_topk=k, tail_samples=m if how in SAMPLED else 0)
     gen = torch.Generator().manual_seed(seed)
     fields = targets_from_logprobs(lp, spec, gen)
     if how == "iid":  # m independent draws from the tail (for comparison with the systematic default)
@@ -107,7 +116,8 @@ def variant_target(lp, name, k, m, how, temperature, seed=0):
         fields["teacher_tail_logprobs"] = lp.gather(-1, tail).numpy()
     kind = TOPK_TAIL if how != "renorm" else "renormalised-topk"
     info = TargetInfo(kind, tuple(spec.temperatures), spec.tail_temperature)
-    return [torch.as_tensor(a) for a in build_target(fields, info, temperature)]
+    target = [torch.as_tensor(a) for a in build_target(fields, info, temperature)]
+    return target if how == "cv" else target[:3]  # cv: the tail-sample flags turn the control variate on
 
 
 def objective_grad(name, how, target, h, weight, teacher_h, temperature):
@@ -131,18 +141,23 @@ def objective_grad(name, how, target, h, weight, teacher_h, temperature):
         kl = (w * (lp - log_q.gather(-1, ids))).sum(-1) + rest_p * (rest_p.log() - rest_q.log())
         loss = temperature**2 * kl.sum()
     else:
-        ids, w, lp = target
-        loss, _, _ = sparse_kl_sums(h, weight, ids, w, lp, options=LossOptions(temperature, chunk_size=CHUNK))
+        ids, w, lp, *sampled = target
+        loss, _, _ = sparse_kl_sums(
+            h, weight, ids, w, lp, target_sampled=(sampled or [None])[0],
+            options=LossOptions(temperature, chunk_size=CHUNK),
+        )  # fmt: skip
     (g,) = torch.autograd.grad(loss / n, h)
     return loss.item() / n, g
 
 
 def identity(how, target, teacher_logits, temperature) -> float:
-    """KL estimate per token with the student = the teacher (its own logits at T)."""
+    """KL estimate per token with the student = the teacher (its own logits at T). log q in float64,
+    as the self-check takes it (ssb_plugin.train.identity): an fp32 logsumexp over the vocabulary is
+    off by ~1e-6 nats, which would say nothing about the target."""
     import torch
 
-    ids, w, lp = target
-    log_q = torch.log_softmax(teacher_logits / temperature, -1)
+    ids, w, lp = target[:3]
+    log_q = torch.log_softmax(teacher_logits.double() / temperature, -1)
     kl = (w * (lp - log_q.gather(-1, ids.clamp_min(0)))).masked_fill(ids < 0, 0).sum(-1)
     if how == "bucket":
         rest_p = (1 - w.sum(-1)).clamp_min(1e-12)
@@ -178,7 +193,7 @@ def compare(model, tok, rows, teacher_h, weight, temperature, params):
         table.append(
             {
                 "objective": name,
-                "bytes_per_token": 8 * (k + (m if how in ("systematic", "iid") else 0)) + 8,
+                "bytes_per_token": 8 * (k + (m if how in SAMPLED else 0)) + 8,
                 "identity_kl": identity(how, target, t_logits, temperature),
                 "loss_per_token": loss,
                 "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
@@ -218,6 +233,20 @@ def _online_row(model, tok, rows, temperature, g_ref, params) -> dict:
         "loss_per_token": loss.item() / n,
         "cosine": torch.nn.functional.cosine_similarity(g.double(), g_ref.double(), dim=0).item(),
         "rel_error": ((g - g_ref).norm() / g_ref.norm()).item(),
+    }
+
+
+def tail_mass(teacher_h, weight, temperature) -> dict:
+    """The teacher's probability at T outside its top-k (the default k), per answer token: mean, p50, max."""
+    import torch
+
+    with torch.no_grad():
+        p = torch.softmax(teacher_h @ weight.t() / temperature, -1)
+        rest = 1 - p.topk(DEFAULT_STORED_TOPK, dim=-1).values.sum(-1)
+    return {
+        "mean": round(rest.mean().item(), 3),
+        "p50": round(rest.median().item(), 3),
+        "max": round(rest.max().item(), 3),
     }
 
 
@@ -262,7 +291,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ssb-plugin" / "objective-set")
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--temperature", type=float, default=DEFAULT_LOSS.temperature)
-    ap.add_argument("--steps", type=int, default=3, help="AdamW steps before the second measurement")
+    ap.add_argument("--steps", type=int, default=10, help="AdamW steps before the second measurement")
     ap.add_argument("--step", action="store_true", help="also run benchmarks/train_step.py (time, memory)")
     args = ap.parse_args()
 
@@ -293,6 +322,8 @@ def main() -> None:
     n = teacher_h.shape[0]
     print(f"set {path}: {len(rows)} rows, {n} answer tokens, T={args.temperature}", file=sys.stderr)
     report = {"rows": len(rows), "answer_tokens": n, "temperature": args.temperature}
+    report["tail_mass"] = tail_mass(teacher_h, weight, args.temperature)
+    print(f"teacher mass outside the top-{DEFAULT_STORED_TOPK} at T: {report['tail_mass']}", file=sys.stderr)
     t = time.perf_counter()
     report["at_init"] = compare(model, tok, rows, teacher_h, weight, args.temperature, params)
     train_steps(model, tok, rows, teacher_h, weight, args.temperature, args.steps)

@@ -83,7 +83,7 @@ def test_mismatch_between_labels_and_rows_is_an_error(tok):
 
     bad = _row(3, [50, 51])
     bad[IDS] = bad[IDS][:1]
-    with pytest.raises(ValueError, match="2 answer positions but 1 teacher rows"):
+    with pytest.raises(ValueError, match="2 answer positions but 1 rows of ssb_target_ids"):
         SSBDataCollator(tok)([bad])
     with pytest.raises(KeyError, match="ssb_plugin.dataset"):
         SSBDataCollator(tok)([{k: v for k, v in _row(3, [5]).items() if k not in (IDS, LOGPROBS)}])

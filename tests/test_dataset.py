@@ -9,7 +9,7 @@ import pytest
 from support.curated_fixture import cached_curated_set
 
 from ssb_plugin.record import RecordError, chat_prompt_ids
-from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, SAMPLED, TEMPERATURE, WEIGHTS
 from ssb_plugin.train.targets import TOPK_TAIL, TargetError, TargetInfo
 
 INFO = TargetInfo(TOPK_TAIL, (1.0, 2.0), 2.0)  # what curated_fixture's sets carry (the curation default)
@@ -57,6 +57,8 @@ def test_student_ids_labels_and_targets_follow_the_contract(tok, raw):
     assert [x[k:] for x in out[IDS]] == row["teacher_tail_ids"]
     assert out[TEMPERATURE] == 2.0 and len(out[WEIGHTS]) == r
     assert all(abs(sum(w) - 1) < 1e-5 for w in out[WEIGHTS])
+    m = len(row["teacher_tail_ids"][0])
+    assert m and out[SAMPLED] == [[0] * k + [1] * m] * r  # the tail samples flagged for the loss
 
 
 def test_target_top_k_is_the_exact_teacher_probability_at_t(tok, raw):

@@ -9,7 +9,7 @@ import torch
 from support.curated_fixture import cached_curated_set, one_thread, peaked_model_dir
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, SAMPLED, TEMPERATURE, WEIGHTS
 from ssb_plugin.train.forward import ssb_forward
 from ssb_plugin.train.options import LossOptions
 from ssb_plugin.train.targets import TOPK_TAIL, TargetInfo
@@ -96,7 +96,7 @@ def test_identity_teacher_prompt_gives_zero_kl_and_shift_gives_large(peaked_dir,
         shifted = []
         for x in feats:
             x = dict(x)
-            for key in (IDS, WEIGHTS, LOGPROBS):
+            for key in (IDS, WEIGHTS, LOGPROBS, SAMPLED):
                 x[key] = x[key][1:]
             x["labels"] = x["labels"][:-1] + [-100]
             shifted.append(x)

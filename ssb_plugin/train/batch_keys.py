@@ -7,6 +7,9 @@ from __future__ import annotations
 # A stored target (ssb_plugin.train.targets builds it; the collator places it per position).
 IDS, WEIGHTS, LOGPROBS = "ssb_target_ids", "ssb_target_weights", "ssb_target_logprobs"
 TARGET_KEYS = (IDS, WEIGHTS, LOGPROBS)
+# 1 at a slot holding a tail sample (its weight an estimate), 0 at an exact teacher probability: the
+# loss's control-variate gradient needs it (ssb_plugin.train.loss). Optional: without it, the plain one.
+SAMPLED = "ssb_target_sampled"
 TEMPERATURE = "ssb_target_temperature"  # [B]: the T the rows' targets were built for
 PAD_ID = -1  # a padded target slot (rows narrower than the widest, or positions without a target)
 
@@ -16,5 +19,5 @@ TEACHER_INPUT_IDS = TEACHER_PREFIX + "input_ids"
 TEACHER_LABELS = TEACHER_PREFIX + "labels"
 
 # The columns a model's forward does not name, which HF's unused-column removal must keep.
-SSB_COLUMNS = (*TARGET_KEYS, TEMPERATURE, TEACHER_INPUT_IDS, TEACHER_LABELS)
+SSB_COLUMNS = (*TARGET_KEYS, SAMPLED, TEMPERATURE, TEACHER_INPUT_IDS, TEACHER_LABELS)
 NOT_FORWARD = ("num_items_in_batch", "length")  # loss kwarg / packing bookkeeping, not forward inputs

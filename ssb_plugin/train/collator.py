@@ -29,6 +29,7 @@ from ssb_plugin.train.batch_keys import (
     IDS,
     LOGPROBS,
     PAD_ID,
+    SAMPLED,
     TARGET_KEYS,
     TEACHER_INPUT_IDS,
     TEACHER_LABELS,
@@ -76,7 +77,7 @@ class SSBDataCollator:
         placed = []  # per output row: (positions in the unpadded row, {key: target rows}, row length)
         clean_groups, temps = [], []
         for g, group in enumerate(groups):
-            offset, pos, rows, clean = 0, [], {k: [] for k in TARGET_KEYS}, []
+            offset, pos, rows, clean = 0, [], {k: [] for k in (*TARGET_KEYS, SAMPLED)}, []
             for f in group:
                 f = dict(f)
                 missing = [k for k in TARGET_KEYS if k not in f]
@@ -86,13 +87,17 @@ class SSBDataCollator:
                         f"(keys: {sorted(f)})"
                     )
                 p = target_positions(f["labels"])
-                if len(p) != len(f[IDS]):
-                    raise ValueError(
-                        f"batch row {g}: {len(p)} answer positions but {len(f[IDS])} teacher rows; the dataset "
-                        f"was tokenised differently (clear dataset_prepared_path and re-run preprocessing)"
-                    )
+                for key in (IDS, SAMPLED) if f.get(SAMPLED) is not None else (IDS,):
+                    if len(p) != len(f[key]):
+                        raise ValueError(
+                            f"batch row {g}: {len(p)} answer positions but {len(f[key])} rows of {key}; the "
+                            f"dataset was tokenised differently (clear dataset_prepared_path and re-run preprocessing)"
+                        )
                 for k in TARGET_KEYS:
                     rows[k].extend(list(r) for r in f.pop(k))
+                # rows without the flags (built by other code) count as exact slots: the plain gradient
+                sampled = f.pop(SAMPLED, None)
+                rows[SAMPLED].extend(list(r) for r in (sampled if sampled is not None else [[]] * len(p)))
                 temps.append(float(f.pop(TEMPERATURE, float("nan"))))
                 pos.append(p + offset)
                 offset += len(f["labels"])
@@ -112,6 +117,7 @@ class SSBDataCollator:
             IDS: torch.full((bsz, seq, width), PAD_ID, dtype=torch.long),
             WEIGHTS: torch.zeros((bsz, seq, width), dtype=torch.float32),
             LOGPROBS: torch.zeros((bsz, seq, width), dtype=torch.float32),
+            SAMPLED: torch.zeros((bsz, seq, width), dtype=torch.float32),
         }
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         for b, (pos, rows, length) in enumerate(placed):

@@ -31,7 +31,15 @@ from ssb_plugin.record import (
     validate_record,
 )
 from ssb_plugin.train.args import loss_options
-from ssb_plugin.train.batch_keys import IDS, LOGPROBS, TEACHER_INPUT_IDS, TEACHER_LABELS, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import (
+    IDS,
+    LOGPROBS,
+    SAMPLED,
+    TEACHER_INPUT_IDS,
+    TEACHER_LABELS,
+    TEMPERATURE,
+    WEIGHTS,
+)
 from ssb_plugin.train.options import DEFAULT_LOSS
 from ssb_plugin.train.targets import RENORMALISED, TargetInfo, build_target, tail_share
 from ssb_plugin.train.tokenizer_check import check_training_tokenizer
@@ -44,14 +52,15 @@ PLUGIN = "ssb_plugin.SSBPlugin"
 def tokenize_record(tokenizer, row: dict[str, Any], info: TargetInfo, temperature: float) -> dict[str, Any]:
     """One curated row -> training features: the student's ids and the teacher target at `temperature`."""
     ids, p = student_input(tokenizer, row)
-    t_ids, weights, logprobs = build_target(row, info, temperature)
+    target = build_target(row, info, temperature)
     return {
         "input_ids": ids,
         "attention_mask": [1] * len(ids),
         "labels": [-100] * p + list(row["response_ids"]),
-        IDS: t_ids.tolist(),
-        WEIGHTS: weights.tolist(),
-        LOGPROBS: logprobs.tolist(),
+        IDS: target.ids.tolist(),
+        WEIGHTS: target.weights.tolist(),
+        LOGPROBS: target.logprobs.tolist(),
+        SAMPLED: target.sampled.tolist(),
         TEMPERATURE: float(temperature),
     }
 

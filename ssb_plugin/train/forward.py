@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ssb_plugin.record import TeacherMode
-from ssb_plugin.train.batch_keys import IDS, LOGPROBS, NOT_FORWARD, PAD_ID, TEMPERATURE, WEIGHTS
+from ssb_plugin.train.batch_keys import IDS, LOGPROBS, NOT_FORWARD, PAD_ID, SAMPLED, TEMPERATURE, WEIGHTS
 from ssb_plugin.train.loss import KLTarget, SparseTarget, kl_sums
 from ssb_plugin.train.online import online_target
 from ssb_plugin.train.options import LossOptions
@@ -73,7 +73,8 @@ def stored_target(
             "an answer position has no teacher target: labels and ssb_target_* are misaligned "
             "(was the batch built by ssb_plugin.train.collator.SSBDataCollator?)"
         )
-    target = SparseTarget(ids, weights, lps)
+    sampled = inputs.pop(SAMPLED, None)
+    target = SparseTarget(ids, weights, lps, None if sampled is None else sampled[:, :-1][mask])
     return lambda _rows: target
 
 
@@ -83,8 +84,11 @@ TARGET_MAKERS: dict[TeacherMode, TargetMaker] = {
 }
 
 
-def distill_forward(model, inputs: dict, options: LossOptions, make_target: TargetMaker) -> ForwardSums:
-    """Run the model once on a batch with the loss inside its lm_head; `inputs` is consumed."""
+def distill_forward(
+    model, inputs: dict, options: LossOptions, make_target: TargetMaker, stats: dict | None = None
+) -> ForwardSums:
+    """Run the model once on a batch with the loss inside its lm_head; `inputs` is consumed; the answer
+    rows' diagnostics are added to `stats` when given (ssb_plugin.train.loss.DIAGNOSTICS)."""
     labels = inputs.pop("labels")
     for stray in NOT_FORWARD:
         inputs.pop(stray, None)
@@ -95,7 +99,7 @@ def distill_forward(model, inputs: dict, options: LossOptions, make_target: Targ
     def loss_in_head(hidden, weight, bias):  # runs inside the lm_head's forward (ssb_plugin.train.sharded)
         rows = hidden[:, :-1][mask]
         loss_sum, kd_sum, ce_sum = kl_sums(
-            rows, weight, target_for(rows), labels=answer_labels, bias=bias, options=options
+            rows, weight, target_for(rows), labels=answer_labels, bias=bias, options=options, stats=stats
         )
         if rows.shape[0] == 0:  # all-masked batch: a zero that still reaches every parameter (DDP-safe)
             loss_sum = loss_sum + hidden.sum() * 0.0

@@ -43,7 +43,7 @@ def target_kl(logits, row: dict[str, Any], info: TargetInfo, temperature: float,
     import torch
 
     ids, weights, logprobs = (
-        torch.as_tensor(a[: len(a) - shift]) for a in build_target(row, info, temperature)
+        torch.as_tensor(a[: len(a) - shift]) for a in build_target(row, info, temperature)[:3]
     )
     log_q = torch.log_softmax(logits.double() / temperature, dim=-1).gather(-1, ids.clamp_min(0))
     valid = ids >= 0

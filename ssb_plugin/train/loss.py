@@ -11,7 +11,9 @@ Tensors in, sums out; no model, no batch. Two target kinds share one chunked aut
   KL_t = sum_v p_v (log p_v - log q_v) over the whole vocabulary, exact.
 
 Both return (loss_sum, kd_sum, ce_sum): loss_sum = kd_weight * T^2 * sum_t KL_t + ce_weight * sum_t CE_t;
-the caller divides by the step's answer-token count. docs/training.md, "The objective".
+the caller divides by the step's answer-token count. docs/training.md, "The objective". Given a
+`stats` dict, the kernel also adds the distillation diagnostics of its rows to it (`DIAGNOSTICS`):
+the teacher's top-k mass at T, the student's mass on those ids, the top-k overlap, the KL's max.
 
 Memory: only answer rows of the final hidden states ([N, H]) come in; logits exist one chunk
 ([chunk, V], fp32) at a time (dense: two or three such buffers). The gradient w.r.t. each chunk's
@@ -32,6 +34,7 @@ from ssb_plugin.train.batch_keys import PAD_ID
 from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions
 
 __all__ = [
+    "DIAGNOSTICS",
     "PAD_ID",
     "DenseTarget",
     "KLTarget",
@@ -40,6 +43,24 @@ __all__ = [
     "kl_sums",
     "sparse_kl_sums",
 ]
+
+
+# Summed per answer row into `stats` (rows: the count; kl_max: a max). The teacher's top-k: a stored
+# target's exact slots (its set's stored top-k), the online teacher's DIAGNOSTIC_TOPK most likely ids.
+DIAGNOSTICS = ("rows", "teacher_topk_mass", "student_topk_mass", "topk_overlap", "kl_sum", "kl_max")
+DIAGNOSTIC_TOPK = 32
+
+
+def _diagnose(cache: dict, kl_rows, teacher_mass, student_mass, overlap) -> None:
+    if cache.get("diag") is not None:
+        cache["diag"].append((kl_rows.detach(), teacher_mass, student_mass, overlap))
+
+
+def _in_student_topk(log_q_full: torch.Tensor, log_q_at: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """[c, W] bool: is each id (its student log-prob `log_q_at`) among the student's top-k[row] ids?"""
+    kmax = int(k.max().item()) if k.numel() else 1
+    kth = log_q_full.topk(max(kmax, 1), dim=-1).values.gather(-1, (k.clamp_min(1) - 1).long()[:, None])
+    return log_q_at >= kth
 
 
 def _logits_fp32(
@@ -81,18 +102,25 @@ class KLTarget(Protocol):
 
 @dataclass
 class SparseTarget:
-    """[N, W] teacher ids (PAD_ID = empty slot), target weights, teacher log-probs at T."""
+    """[N, W] teacher ids (PAD_ID = empty slot), target weights, teacher log-probs at T; optionally
+    `sampled` [N, W] (nonzero: the slot is a tail sample, its weight an estimate; zero: an exact
+    teacher probability), which turns on the control-variate gradient (`_tail_cv_grad`)."""
 
     ids: torch.Tensor
     weights: torch.Tensor
     logprobs: torch.Tensor
+    sampled: torch.Tensor | None = None
     name: ClassVar[str] = "target_ids"
 
     def __post_init__(self) -> None:
-        if not self.ids.shape == self.weights.shape == self.logprobs.shape:
+        shapes = [self.ids.shape, self.weights.shape, self.logprobs.shape]
+        if self.sampled is not None:
+            shapes.append(self.sampled.shape)
+        if any(s != shapes[0] for s in shapes):
             raise ValueError(
                 f"shape mismatch: target_ids {tuple(self.ids.shape)}, target_weights "
                 f"{tuple(self.weights.shape)}, target_logprobs {tuple(self.logprobs.shape)}"
+                + ("" if self.sampled is None else f", target_sampled {tuple(self.sampled.shape)}")
             )
 
     @property
@@ -106,13 +134,51 @@ class SparseTarget:
         safe = ids.clamp_min(0)
         w = self.weights[s:e].float().masked_fill(~valid, 0.0)
         lp = self.logprobs[s:e].float().masked_fill(~valid, 0.0)
-        kl = (w * (lp - log_q_full.gather(-1, safe))).sum()
+        log_q = log_q_full.gather(-1, safe)
+        kl_rows = (w * (lp - log_q)).sum(-1)
+        kl = kl_rows.sum()
+        if cache.get("diag") is not None:
+            exact = valid if self.sampled is None else valid & (self.sampled[s:e] == 0)
+            k = exact.sum(-1)
+            top = exact & _in_student_topk(log_q_full, log_q, k)
+            _diagnose(
+                cache, kl_rows, (w * exact).sum(-1), (log_q.exp() * exact).sum(-1),
+                top.sum(-1) / k.clamp_min(1),
+            )  # fmt: skip
         if q_scaled is None:
             return kl, None
         scale = cache["scale"]
+        if self.sampled is not None:
+            sampled = (self.sampled[s:e] != 0) & valid
+            if bool(sampled.any()):
+                return kl, _tail_cv_grad(q_scaled, safe, w, lp, log_q, sampled, valid & ~sampled, scale)
         g = q_scaled.mul_(w.sum(-1, keepdim=True))  # (sum_j w_j) * softmax(z/T) * scale
         g.scatter_add_(-1, safe, w * -scale)
         return kl, g
+
+
+def _tail_cv_grad(q_scaled, ids, w, lp, log_q, sampled, exact, scale):
+    """The logit gradient scale * ((sum p^) q - p^) for the control-variate target p^ (in place).
+
+    p^ keeps the exact top-k and replaces the tail by the student's own tail shape, scaled to the
+    teacher's exact tail mass (a * q, a = P_tail / Q_tail, q detached), plus the sampled correction
+    w_j (1 - a q_j / p_j) at each tail sample j: since each sample is marginally drawn from the
+    teacher's tail (at T_s), E[correction] = p_tail - a q_tail and E[p^] = p, as for the plain
+    estimate; but the sampling noise now scales with how far the student's tail is from the
+    teacher's, not with the tail mass (0 at student = teacher). Measured: benchmarks/objective.py.
+    """
+    q = log_q.exp()
+    p_tail = (w * sampled).sum(-1, keepdim=True)
+    q_tail = (1.0 - (q * exact).sum(-1, keepdim=True)).clamp_min(1e-12)
+    has_tail = sampled.any(-1, keepdim=True)
+    a = torch.where(has_tail, p_tail / q_tail, torch.zeros_like(p_tail))
+    ratio = torch.exp(log_q - lp).masked_fill(~sampled, 0.0)  # q_j / p_j at the tail samples
+    c = (w * (1.0 - a * ratio)).masked_fill(~sampled, 0.0)
+    w_exact = w.masked_fill(~exact, 0.0)
+    total = w_exact.sum(-1, keepdim=True) + a * q_tail + c.sum(-1, keepdim=True)  # sum of p^
+    g = q_scaled.mul_(total - a)  # (sum p^ - a) q everywhere; the exact ids get their a q back below
+    g.scatter_add_(-1, ids, (a * q * exact - w_exact - c) * scale)
+    return g
 
 
 @dataclass
@@ -143,8 +209,15 @@ class DenseTarget:
         log_p = torch.log_softmax(zt.mul_(cache["inv_t"]), dim=-1)
         del zt
         p = log_p.exp()
-        kl = (p * (log_p - log_q_full)).sum()
+        kl_rows = (p * (log_p - log_q_full)).sum(-1)
+        kl = kl_rows.sum()
         del log_p
+        if cache.get("diag") is not None:
+            top = p.topk(min(DIAGNOSTIC_TOPK, p.shape[-1]), dim=-1)
+            log_q_top = log_q_full.gather(-1, top.indices)
+            k = torch.full((p.shape[0],), top.indices.shape[-1], device=p.device)
+            overlap = _in_student_topk(log_q_full, log_q_top, k).float().mean(-1)
+            _diagnose(cache, kl_rows, top.values.sum(-1), log_q_top.exp().sum(-1), overlap)
         if q_scaled is None:
             return kl, None
         return kl, q_scaled.sub_(p.mul_(cache["scale"]))
@@ -152,7 +225,7 @@ class DenseTarget:
 
 class _ChunkedKD(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, target, labels, options: LossOptions):
+    def forward(ctx, hidden, weight, bias, target, labels, options: LossOptions, stats: dict | None):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and ctx.needs_input_grad[2]
         grads = want_h or want_w or want_b
@@ -164,6 +237,7 @@ class _ChunkedKD(torch.autograd.Function):
         inv_t = 1.0 / float(options.temperature)
         kd_coef, ce_coef, chunk = options.kd_coef, float(options.ce_weight), int(options.chunk_size)
         cache: dict = {"inv_t": inv_t, "scale": kd_coef * inv_t, "student_wb": (weight, bias)}
+        cache["diag"] = [] if stats is not None else None
         for s in range(0, hidden.shape[0], chunk):
             e = min(s + chunk, hidden.shape[0])
             h = hidden[s:e]
@@ -189,6 +263,8 @@ class _ChunkedKD(torch.autograd.Function):
                 grad_b += g.sum(0)
             del g
         total = kd_coef * kd_sum + (ce_coef * ce_sum if ce_coef else 0.0)
+        if stats is not None:
+            _add_diagnostics(stats, cache["diag"], hidden.shape[0])
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.has = (want_h, want_w, want_b)
         ctx.weight_dtype = weight.dtype
@@ -202,7 +278,26 @@ class _ChunkedKD(torch.autograd.Function):
         out_h = grad_h * grad_total.to(grad_h.dtype) if want_h else None
         out_w = (grad_w * grad_total).to(ctx.weight_dtype) if want_w else None
         out_b = (grad_b * grad_total).to(ctx.weight_dtype) if want_b else None
-        return out_h, out_w, out_b, None, None, None
+        return out_h, out_w, out_b, None, None, None, None
+
+
+def _add_diagnostics(stats: dict, parts: list, rows: int) -> None:
+    """Fold the chunks' per-row diagnostics into `stats` (tensors: no device sync per step)."""
+    stats["rows"] = stats.get("rows", 0) + rows
+    if not parts:
+        return
+    kl, teacher, student, overlap = (torch.cat(col).float() for col in zip(*parts, strict=True))
+    sums = (
+        ("teacher_topk_mass", teacher),
+        ("student_topk_mass", student),
+        ("topk_overlap", overlap),
+        ("kl_sum", kl),
+    )
+    for key, v in sums:
+        stats[key] = stats.get(key, 0.0) + v.sum()
+    stats["kl_max"] = torch.maximum(
+        torch.as_tensor(stats.get("kl_max", float("-inf"))).to(kl.device), kl.max()
+    )
 
 
 def _ce(z: torch.Tensor, labels: torch.Tensor | None, coef: float):
@@ -227,16 +322,18 @@ def kl_sums(
     labels: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     options: LossOptions = DEFAULT_LOSS,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss_sum, kd_sum, ce_sum) over N answer rows `hidden` [N, H] against `target` (N rows), through
-    the lm_head `weight` [V, H] / `bias` [V]; labels [N]: the answer tokens (for CE, optional)."""
+    the lm_head `weight` [V, H] / `bias` [V]; labels [N]: the answer tokens (for CE, optional);
+    `stats`: a dict the rows' diagnostics (`DIAGNOSTICS`) are added to."""
     if target.rows != hidden.shape[0]:
         raise ValueError(
             f"shape mismatch: hidden has {hidden.shape[0]} rows, {target.name} has {target.rows}"
         )
     if options.ce_weight and labels is None:
         raise ValueError("ce_weight > 0 needs labels")
-    return _ChunkedKD.apply(hidden, weight, bias, target, labels, options)
+    return _ChunkedKD.apply(hidden, weight, bias, target, labels, options, stats)
 
 
 def sparse_kl_sums(
@@ -246,19 +343,22 @@ def sparse_kl_sums(
     target_weights: torch.Tensor,
     target_logprobs: torch.Tensor,
     *,
+    target_sampled: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     options: LossOptions = DEFAULT_LOSS,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss_sum, kd_sum, ce_sum) over N answer rows against a sparse teacher target.
 
     hidden [N, H]: final (post-norm) hidden states at the positions predicting answer tokens;
     weight [V, H] / bias [V]: the lm_head; target_ids [N, W] (PAD_ID = empty slot); target_weights
     [N, W]: mass on each id (sums to 1 per row); target_logprobs [N, W]: the teacher's log-probs at T
-    on those ids; labels [N]: the answer tokens (for CE, optional).
+    on those ids; target_sampled [N, W]: nonzero at tail-sample slots (the control-variate
+    gradient; None: the plain one); labels [N]: the answer tokens (for CE, optional).
     """
-    target = SparseTarget(target_ids, target_weights, target_logprobs)
-    return kl_sums(hidden, weight, target, labels=labels, bias=bias, options=options)
+    target = SparseTarget(target_ids, target_weights, target_logprobs, target_sampled)
+    return kl_sums(hidden, weight, target, labels=labels, bias=bias, options=options, stats=stats)
 
 
 def full_vocab_kl_sums(
@@ -271,6 +371,7 @@ def full_vocab_kl_sums(
     labels: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     options: LossOptions = DEFAULT_LOSS,
+    stats: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss_sum, kd_sum, ce_sum): the exact full-vocabulary forward KL at T, chunked.
 
@@ -279,4 +380,4 @@ def full_vocab_kl_sums(
     student's lm_head when teacher_weight is None (same base model, adapter disabled).
     """
     target = DenseTarget(teacher_hidden, teacher_weight, teacher_bias)
-    return kl_sums(hidden, weight, target, labels=labels, bias=bias, options=options)
+    return kl_sums(hidden, weight, target, labels=labels, bias=bias, options=options, stats=stats)

@@ -1,7 +1,9 @@
 """The teacher target at the training temperature T, built from a curated record's stored fields.
 
-Output per answer position: ids, weights w (summing to 1) and the teacher's log-probs log p_T at
-those ids; the loss is sum_j w_j (log p_j - log q_j) (ssb_plugin.train.loss.sparse_kl_sums).
+Output per answer position: ids, weights w (summing to 1), the teacher's log-probs log p_T at
+those ids and which slots are tail samples; the loss is sum_j w_j (log p_j - log q_j)
+(ssb_plugin.train.loss.sparse_kl_sums), its gradient taken with the student's own tail as a control
+variate where slots are sampled.
 
 - "topk+tail" sets (ssb_plugin.curate.targets): top-k ids with their exact p_T (from the stored
   log-normaliser), and the sampled tail ids sharing the exact tail mass 1 - sum_topk p_T. At the
@@ -14,6 +16,8 @@ those ids; the loss is sum_j w_j (log p_j - log q_j) (ssb_plugin.train.loss.spar
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ssb_plugin.record import StoredTarget, TargetError, TargetKind
@@ -22,13 +26,20 @@ TOPK_TAIL, RENORMALISED = TargetKind.TOPK_TAIL, TargetKind.RENORMALISED
 # What the manifest says about a set's stored target, as training reads it (StoredTarget.from_manifest).
 TargetInfo = StoredTarget
 
-__all__ = ["RENORMALISED", "TOPK_TAIL", "TargetError", "TargetInfo", "build_target", "tail_share"]
+__all__ = ["RENORMALISED", "TOPK_TAIL", "Target", "TargetError", "TargetInfo", "build_target", "tail_share"]
 
 
-def build_target(
-    row: dict, info: TargetInfo, temperature: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids [R, W] int64, weights [R, W] float32, teacher log p_T [R, W] float32) for one record."""
+class Target(NamedTuple):
+    """One record's training target at T, [R answer positions, W slots]."""
+
+    ids: np.ndarray  # int64 teacher ids
+    weights: np.ndarray  # float32, summing to 1 per position
+    logprobs: np.ndarray  # float32 teacher log p_T at the ids
+    sampled: np.ndarray  # uint8: 1 at a tail sample (the top-k slots come first), 0 at an exact p_T
+
+
+def build_target(row: dict, info: TargetInfo, temperature: float) -> Target:
+    """The training target of one record at `temperature`."""
     top_ids = np.asarray(row["teacher_topk_ids"], dtype=np.int64)
     top_lp = np.asarray(row["teacher_topk_logprobs"], dtype=np.float64)
     if info.kind != TOPK_TAIL:
@@ -52,13 +63,15 @@ def build_target(
     ids = np.concatenate([top_ids, tail_ids], axis=1)
     weights = np.concatenate([w_top, w_tail], axis=1)
     logprobs = np.concatenate([lp_top, lp_tail], axis=1)
-    return ids, weights.astype(np.float32), logprobs.astype(np.float32)
+    sampled = np.concatenate([np.zeros(top_ids.shape, np.uint8), np.ones(tail_ids.shape, np.uint8)], axis=1)
+    return Target(ids, weights.astype(np.float32), logprobs.astype(np.float32), sampled)
 
 
-def _renormalised(top_ids, top_lp, temperature):
+def _renormalised(top_ids, top_lp, temperature) -> Target:
     z = top_lp / temperature
     log_p = z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
-    return top_ids, np.exp(log_p).astype(np.float32), log_p.astype(np.float32)
+    sampled = np.zeros(top_ids.shape, np.uint8)
+    return Target(top_ids, np.exp(log_p).astype(np.float32), log_p.astype(np.float32), sampled)
 
 
 def tail_share(rows, info: TargetInfo, temperature: float) -> float | None:
