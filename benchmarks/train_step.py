@@ -10,7 +10,9 @@ stored-target loss), at the default loss options but --chunk (ssb_plugin.train.o
 Timing alternates the two steps (drift on a shared box hits both); peak memory: CUDA allocator peak
 per step, or on CPU the resident-set high-water mark of a fresh subprocess per mode. An extra SSB
 step runs under a dispatch mode that records every tensor with a vocabulary-sized last dim, to show
-no (B, S, V) tensor exists (--no-shape-check to skip).
+no (B, S, V) tensor exists (--no-shape-check to skip). The SSB step is training's default (the tail
+samples' control-variate gradient, the diagnostics on); a third step without the diagnostics
+(`ssb_diagnostics: false`) measures what they cost, in the same run.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def build(args):
     ids = torch.randint(0, vocab, (bsz, seq), generator=g)
     labels = ids.clone()
     labels[:, : seq // 4] = -100  # the prompt
-    from ssb_plugin.train.batch_keys import IDS, LOGPROBS, PAD_ID, TEMPERATURE, WEIGHTS
+    from ssb_plugin.curate.config import DEFAULT_STORED_TOPK
+    from ssb_plugin.train.batch_keys import IDS, LOGPROBS, PAD_ID, SAMPLED, TEMPERATURE, WEIGHTS
     from ssb_plugin.train.options import DEFAULT_LOSS
 
     t_ids = torch.randint(0, vocab, (bsz, seq, k), generator=g)  # k = stored top-k + tail samples
@@ -86,18 +89,26 @@ def build(args):
         IDS: t_ids,
         WEIGHTS: t_lps.exp(),
         LOGPROBS: t_lps,
+        SAMPLED: (torch.arange(k) >= min(DEFAULT_STORED_TOPK, k)).float().expand(bsz, seq, k).clone(),
         TEMPERATURE: torch.full((bsz,), DEFAULT_LOSS.temperature),
     }
     return model, {key: v.to(args.device) for key, v in batch.items()}, cfg
 
 
 def step_fn(mode, model, batch, args, forward=None):
-    """The timed step: HF's SFT loss, or `forward` (default: the stored-target ssb_forward)."""
-    from ssb_plugin.train.forward import ssb_forward
+    """The timed step: HF's SFT loss, or `forward` (default: the stored-target ssb_forward; mode
+    "ssb_nodiag": without the diagnostics)."""
+    from ssb_plugin.train.forward import TARGET_MAKERS, distill_forward
     from ssb_plugin.train.options import LossOptions
 
-    forward = forward or ssb_forward
     options = LossOptions(chunk_size=args.chunk)
+    if forward is None:
+
+        def forward(model, inputs, options):  # as SSBTrainer.compute_loss calls it
+            from ssb_plugin.record import TeacherMode
+
+            stats = None if mode == "ssb_nodiag" else {}
+            return distill_forward(model, inputs, options, TARGET_MAKERS[TeacherMode.STORED], stats)
 
     def sft():
         out = model(
@@ -201,11 +212,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model, batch, cfg = build(args)
-    fns = {m: step_fn(m, model, batch, args) for m in ("sft", "ssb")}
-    times = {"sft": [], "ssb": []}
+    modes = ("sft", "ssb", "ssb_nodiag")
+    fns = {m: step_fn(m, model, batch, args) for m in modes}
+    times: dict[str, list[float]] = {m: [] for m in modes}
     peaks = {}
     for i in range(args.warmup + args.steps):
-        for mode in ("sft", "ssb") if i % 2 == 0 else ("ssb", "sft"):  # alternate the order too
+        for mode in modes if i % 2 == 0 else modes[::-1]:  # alternate the order too
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -278,6 +290,10 @@ def main() -> None:
     )
     print(
         f"            SFT {m_sft * 1e3:9.1f} ms   SSB {m_ssb * 1e3:9.1f} ms   ratio SSB/SFT {m_ssb / m_sft:.3f} (fastest)"
+    )
+    t_nd = statistics.median(times["ssb_nodiag"])
+    print(
+        f"diagnostics SSB {t_ssb * 1e3:9.1f} ms   without {t_nd * 1e3:9.1f} ms   ratio {t_ssb / t_nd:.3f} (median)"
     )
     print(
         "            all (ms): "

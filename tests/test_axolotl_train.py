@@ -16,7 +16,7 @@ import pytest
 import yaml
 from support.axolotl_cli import axolotl_ok as _axolotl
 from support.axolotl_cli import check_adapter as _check_adapter
-from support.axolotl_cli import training_log
+from support.axolotl_cli import check_diagnostics, training_log
 from support.axolotl_cpu import train_config
 from support.curated_fixture import cached_curated_set, one_thread
 
@@ -82,8 +82,10 @@ def test_sft_config_plus_two_additions_trains_with_real_cli(tiny_model_dir, tmp_
     for x in train:  # ce_weight 0: the loss is exactly the KD term
         assert x["loss"] == pytest.approx(x["ssb_kd"], rel=1e-3)
         assert x["ssb_ce"] > 0 and x["ssb_answer_tokens"] > 0
+        check_diagnostics(x, 2.0)
     # eval_loss is HF's mean of per-batch losses, eval_ssb_kd is per answer token over all batches
     assert evals and evals[-1]["eval_loss"] == pytest.approx(evals[-1]["eval_ssb_kd"], rel=0.05)
+    check_diagnostics(evals[-1], 2.0, prefix="eval_")
     _check_adapter(tiny_model_dir, Path(ssb["output_dir"]))
 
 

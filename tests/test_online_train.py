@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.axolotl_cli import ENV, training_log
+from support.axolotl_cli import ENV, check_diagnostics, training_log
 from support.axolotl_cli import axolotl_ok as _axolotl
 from support.axolotl_cli import check_adapter as _check_adapter
 from support.axolotl_cpu import train_config
@@ -112,7 +112,9 @@ def test_axolotl_online_with_packing_checkpointing_and_eval(tiny_model_dir, tmp_
     assert len(train) == 2, out[-4000:]
     for x in train:  # ce_weight 0: the loss is exactly the KD term
         assert x["loss"] == pytest.approx(x["ssb_kd"], rel=1e-3) and x["ssb_kd"] >= 0
+        check_diagnostics(x, 2.0)
     assert evals and evals[-1]["eval_ssb_answer_tokens"] > 0
+    check_diagnostics(evals[-1], 2.0, prefix="eval_")
     _check_adapter(tiny_model_dir, Path(cfg["output_dir"]))
 
 

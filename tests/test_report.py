@@ -83,7 +83,10 @@ def test_report_has_every_section_and_a_plot(tmp_path):
     train.mkdir()
     (train / LOG_FILE).write_text(
         "".join(
-            json.dumps({"step": s, "epoch": s / 2, "loss": 2.0 / s, "ssb_kd": 2.0 / s, "grad_norm": 1.0})
+            json.dumps(
+                {"step": s, "epoch": s / 2, "loss": 2.0 / s, "ssb_kd": 2.0 / s, "grad_norm": 1.0}
+                | {"ssb_teacher_tail_mass": 0.6, "ssb_topk_overlap": 0.5 + s / 10, "ssb_kl_max": 3.0 / s}
+            )
             + "\n"
             for s in (1, 2, 4)
         )
@@ -145,6 +148,8 @@ def test_report_has_every_section_and_a_plot(tmp_path):
     assert "its lanes run at once" in text
     png = tmp_path / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the diagnostics are plotted series: 6 panels, two rows
+    assert "Series: loss, ssb_kd, grad_norm, ssb_teacher_tail_mass, ssb_topk_overlap, ssb_kl_max." in text
 
 
 def test_verdict_never_claims_a_change_within_its_standard_error():

@@ -76,22 +76,33 @@ def _count_rows(counts: dict[str, int]) -> list[list]:
     return [[k, counts[k]] for k in names] + [["total", sum(counts[k] for k in names)]]
 
 
+# The plotted training series: the loss terms, the optimiser's, then the distillation diagnostics
+# (docs/training.md, "Diagnostics").
+SERIES = (
+    "loss", "ssb_kd", "ssb_ce", "grad_norm", "learning_rate",
+    "ssb_teacher_tail_mass", "ssb_student_topk_mass", "ssb_topk_overlap", "ssb_kl_max",
+)  # fmt: skip
+PANELS_PER_ROW = 5
+
+
 def plot_training(history: list[dict], png: Path) -> list[str]:
-    """One panel per logged training series (loss, ssb_kd, ssb_ce, grad_norm, learning_rate)."""
+    """One panel per logged training series (`SERIES`, then eval_loss)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train = [h for h in history if "loss" in h or any(k.startswith("ssb_") for k in h)]
-    keys = [
-        k for k in ("loss", "ssb_kd", "ssb_ce", "grad_norm", "learning_rate") if any(k in h for h in train)
-    ]
+    keys = [k for k in SERIES if any(k in h for h in train)]
     evals = [h for h in history if "eval_loss" in h]
     if evals:
         keys.append("eval_loss")
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=False):
+    cols = max(min(len(keys), PANELS_PER_ROW), 1)
+    rows = max(-(-len(keys) // cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         src = evals if key == "eval_loss" else train
         pts = [(h["step"], h[key]) for h in src if key in h]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3)

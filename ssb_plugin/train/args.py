@@ -45,6 +45,12 @@ class SSBArgs(BaseModel):
         "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
         "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
     )
+    ssb_diagnostics: bool = Field(
+        default=True,
+        description="Log the distillation diagnostics per logged step (the teacher's top-k and tail mass at T, "
+        "the student's mass on the teacher's top-k, the top-k overlap, the per-token KL's mean and max; "
+        "docs/training.md, 'Diagnostics').",
+    )
     ssb_check_tokenizer: bool = Field(
         default=True,
         description="Refuse a training tokenizer/chat template whose hash differs from the curated manifest's.",

@@ -9,7 +9,8 @@
   parallelism do not change it. HF counts `labels[..., 1:] != -100`, exactly the positions scored here.
 - `ssb_teacher: online` swaps the stored target for a live teacher pass (ssb_plugin.train.online):
   the same forward, normalisation and logs, exact full-vocabulary KL.
-- KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token).
+- KD and CE are logged separately (`ssb_kd` = T^2 * mean KL, `ssb_ce` = mean CE per answer token),
+  with the distillation diagnostics (`ssb_diagnostics`, on by default; `diagnostic_logs`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SSBTrainer(AxolotlTrainer):
         # Makes HF count num_items_in_batch over the whole optimizer step (AxolotlTrainer may reset it).
         self.model_accepts_loss_kwargs = True
         self._ssb_acc = {"train": [0.0, 0.0, 0], "eval": [0.0, 0.0, 0]}
+        self._ssb_diag: dict[str, dict] = {"train": {}, "eval": {}}
 
     @property
     def ssb_options(self) -> SSBArgs:
@@ -67,8 +69,10 @@ class SSBTrainer(AxolotlTrainer):
         if teacher == TeacherMode.STORED and IDS not in inputs:
             raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
         options = self.ssb_loss
+        key = "train" if model.training else "eval"
+        stats = self._ssb_diag[key] if self.ssb_options.ssb_diagnostics else None
         loss_sum, kd_sum, ce_sum, n_local, outputs = distill_forward(
-            model, inputs, options, TARGET_MAKERS[teacher]
+            model, inputs, options, TARGET_MAKERS[teacher], stats
         )
         denom = num_items_in_batch if num_items_in_batch is not None else n_local
         if torch.is_tensor(denom):
@@ -84,7 +88,7 @@ class SSBTrainer(AxolotlTrainer):
                 scale //= pc.tp_size
             loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
 
-        acc = self._ssb_acc["train" if model.training else "eval"]
+        acc = self._ssb_acc[key]
         acc[0] = acc[0] + kd_sum.detach() * options.temperature**2  # tensors: no device sync per step
         acc[1] = acc[1] + ce_sum.detach()
         acc[2] += n_local
@@ -103,5 +107,25 @@ class SSBTrainer(AxolotlTrainer):
             logs[f"{prefix}ssb_kd"] = float(kd) / n
             logs[f"{prefix}ssb_ce"] = float(ce) / n
             logs[f"{prefix}ssb_answer_tokens"] = n
+            logs.update({prefix + k: v for k, v in diagnostic_logs(self._ssb_diag[key]).items()})
         self._ssb_acc[key] = [0.0, 0.0, 0]
+        self._ssb_diag[key] = {}
         return super().log(logs, start_time)
+
+
+def diagnostic_logs(stats: dict) -> dict[str, float]:
+    """The logged diagnostics (per answer token of this process's micro-batches since the last log)
+    from the kernel's sums (ssb_plugin.train.loss.DIAGNOSTICS): what verl's on-policy distillation
+    logs, for the stored and the online teacher alike (docs/training.md, "Diagnostics")."""
+    n = stats.get("rows", 0)
+    if not n or "kl_max" not in stats:
+        return {}
+    teacher = float(stats["teacher_topk_mass"]) / n
+    return {
+        "ssb_teacher_topk_mass": teacher,
+        "ssb_teacher_tail_mass": 1.0 - teacher,
+        "ssb_student_topk_mass": float(stats["student_topk_mass"]) / n,
+        "ssb_topk_overlap": float(stats["topk_overlap"]) / n,
+        "ssb_kl_mean": float(stats["kl_sum"]) / n,  # nats per answer token, at T (ssb_kd without T^2)
+        "ssb_kl_max": float(stats["kl_max"]),
+    }

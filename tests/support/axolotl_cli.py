@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ssb_plugin.train.training_log import read_log_history
@@ -89,3 +90,14 @@ def check_adapter(base_model: Path, adapter_dir: Path) -> None:
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
     assert gen.shape[1] > ids["input_ids"].shape[1]
+
+
+def check_diagnostics(entry: dict, temperature: float, prefix: str = "") -> None:
+    """A logged step's distillation diagnostics (ssb_plugin.train.trainer.diagnostic_logs): present,
+    in range and consistent with the logged KD term."""
+    d = {k[len(prefix) :]: v for k, v in entry.items() if k.startswith(prefix)}
+    assert 0 < d["ssb_teacher_topk_mass"] <= 1 + 1e-6, entry
+    assert d["ssb_teacher_tail_mass"] == pytest.approx(1 - d["ssb_teacher_topk_mass"], abs=1e-9)
+    assert 0 < d["ssb_student_topk_mass"] <= 1 + 1e-6 and 0 <= d["ssb_topk_overlap"] <= 1, entry
+    assert d["ssb_kl_mean"] * temperature**2 == pytest.approx(d["ssb_kd"], rel=1e-4, abs=1e-7)
+    assert d["ssb_kl_max"] >= d["ssb_kl_mean"], entry
