@@ -47,9 +47,13 @@ def online_batch(batch: dict, hint: float) -> dict:
 
 
 def step_fn(mode, model, batch, args):
-    from ssb_plugin.train.forward import online_forward
+    from ssb_plugin.train.forward import distill_forward
+    from ssb_plugin.train.online import online_target
 
-    return train_step.step_fn(mode, model, batch, args, forward=online_forward)
+    def forward(model, inputs, options):  # as training runs it: the diagnostics on (their default)
+        return distill_forward(model, inputs, options, online_target, {})
+
+    return train_step.step_fn(mode, model, batch, args, forward=forward)
 
 
 def setup(args):
