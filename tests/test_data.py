@@ -132,6 +132,17 @@ def test_curation_reads_the_hub_when_asked(monkeypatch, tmp_path):
     assert problems[0].gold == "7"
 
 
+def test_the_effect_benchmarks_heldout_set_is_shipped_and_disjoint_from_its_training_pairs():
+    from ssb_plugin.demo.easy import wide_heldout_problems, wide_train_problems
+
+    shipped = _file_rows(data.PACKAGED_DIR / "add20_heldout.jsonl")
+    assert shipped == wide_heldout_problems() and len(shipped) == 200
+    held = {r["question"] for r in shipped}
+    train = {r["question"] for r in wide_train_problems(3000, seed=0)}
+    assert not held & train
+    assert len(held | train) == 400  # every pair a, b <= 20 is in exactly one of the two
+
+
 def test_demo_heldout_set_is_shipped_and_disjoint_from_what_the_demo_curates():
     shipped = _file_rows(data.PACKAGED_DIR / "easy_heldout.jsonl")
     assert shipped == heldout_problems() and len(shipped) == 40

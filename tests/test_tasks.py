@@ -23,7 +23,8 @@ from ssb_plugin.tasks import TASKS_DIR, check_data, include_path, main, task_con
 GREEDY = ["ssb_math500", "aime24", "aime25", "ssb_gsm8k"]
 SAMPLED = ["aime24_avg16", "aime25_avg16"]
 EASY = "ssb_easy_heldout"  # the demo's held-out arithmetic: packaged only, short greedy answers
-ROWS = {"ssb_math500": 500, "aime24": 30, "aime25": 30, "ssb_gsm8k": 1319, EASY: 40}
+ADD20 = "ssb_add20_heldout"  # the effect benchmark's: the same kind, a, b <= 20
+ROWS = {"ssb_math500": 500, "aime24": 30, "aime25": 30, "ssb_gsm8k": 1319, EASY: 40, ADD20: 200}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def loaded(manager):
     from lm_eval.tasks import get_task_dict
 
     assert "SSB_DATA_DIR" not in os.environ
-    return get_task_dict(GREEDY + SAMPLED + [EASY], manager)
+    return get_task_dict(GREEDY + SAMPLED + [EASY, ADD20], manager)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_every_task_yaml_is_listed_and_package_data_ships_them(repo_root):
     import tomllib
 
     names = set(task_configs())
-    assert names == set(GREEDY + SAMPLED + [EASY, "ssb_math"])
+    assert names == set(GREEDY + SAMPLED + [EASY, ADD20, "ssb_math"])
     patterns = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]["ssb_plugin"]
@@ -123,7 +124,7 @@ def test_check_data_reads_every_line(packaged_data, tmp_path, capsys):
 
 
 def test_description_is_the_system_prompt(loaded):
-    for name in GREEDY + SAMPLED + [EASY]:
+    for name in GREEDY + SAMPLED + [EASY, ADD20]:
         assert loaded[name].config.description == SYSTEM_PROMPT, name  # as lm-eval built the task
     # ...and no YAML carries a copy that could drift from ssb_plugin.prompts
     texts = [p.read_text() for p in TASKS_DIR.iterdir() if p.name.endswith("yaml")]
@@ -207,6 +208,7 @@ def test_local_data_is_complete_and_normalised(loaded):
     assert loaded["ssb_gsm8k"].eval_docs[0]["answer"] == "18"
     assert loaded["aime24"].eval_docs[0]["answer"] == "204"
     assert loaded[EASY].eval_docs[0] == {"id": "0", "problem": "What is 1 + 2?", "answer": "3"}
+    assert loaded[ADD20].eval_docs[0] == {"id": "0", "problem": "What is 1 + 3?", "answer": "4"}
 
 
 def test_hub_spellings_are_normalised(utils):

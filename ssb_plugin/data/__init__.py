@@ -43,6 +43,7 @@ SETS = {
         HubSet("aime24.jsonl", "Maxwell-Jia/AIME_2024", None, "train"),
         HubSet("aime25.jsonl", "math-ai/aime25", None, "test"),
         HubSet("easy_heldout.jsonl"),  # the demo's held-out problems (ssb_plugin.demo.easy)
+        HubSet("add20_heldout.jsonl"),  # the effect benchmark's held-out problems (the same module)
     )
 }
 

@@ -11,6 +11,12 @@ are what the demo curates and trains on, so the held-out score is on problems tr
     python -m ssb_plugin.demo.easy out.jsonl [n] [seed]            # n problems, any pair
     python -m ssb_plugin.demo.easy out.jsonl [n] [seed] --train    # n problems from the training pairs
     python -m ssb_plugin.demo.easy --heldout out.jsonl             # the held-out set (as shipped)
+
+The effect benchmark (benchmarks/effect.py) uses a wider family of the same kind, a and b from 1 to
+20: its 400 pairs split once by a fixed shuffle (seed WIDE_SPLIT_SEED) into 200 training pairs and
+200 held-out ones (`ssb_plugin/data/add20_heldout.jsonl`, the `ssb_add20_heldout` task).
+
+    python -m ssb_plugin.demo.easy --wide-heldout out.jsonl        # the wider held-out set (as shipped)
 """
 
 from __future__ import annotations
@@ -56,6 +62,30 @@ def easy_problems(n: int = 40, seed: int = 0, *, train_only: bool = False) -> li
     return rows
 
 
+WIDE = range(1, 21)
+WIDE_SPLIT_SEED = 20261204
+
+
+def _wide_heldout_pairs() -> frozenset[tuple[int, int]]:
+    pairs = [(a, b) for a in WIDE for b in WIDE]
+    random.Random(WIDE_SPLIT_SEED).shuffle(pairs)
+    return frozenset(pairs[: len(pairs) // 2])
+
+
+def wide_heldout_problems() -> list[dict[str, str]]:
+    """The wider family's 200 held-out pairs, in (a, b) order: the shipped `add20_heldout.jsonl`."""
+    held = _wide_heldout_pairs()
+    return [_row(f"add20-heldout-{a}-{b}", a, b) for a in WIDE for b in WIDE if (a, b) in held]
+
+
+def wide_train_problems(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """n problems drawn from the wider family's 200 training pairs (pairs may repeat)."""
+    held = _wide_heldout_pairs()
+    train = [(a, b) for a in WIDE for b in WIDE if (a, b) not in held]
+    rng = random.Random(seed)
+    return [_row(f"add20-{seed}-{i}", *rng.choice(train)) for i in range(n)]
+
+
 def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,9 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("seed", type=int, nargs="?", default=0)
     ap.add_argument("--train", action="store_true", help="only pairs outside the held-out set")
     ap.add_argument("--heldout", action="store_true", help="write the held-out set instead")
+    ap.add_argument("--wide-heldout", action="store_true", help="write the wider family's held-out set")
     args = ap.parse_args(argv)
     if args.heldout:
         print(write_jsonl(args.out, heldout_problems()))
+    elif args.wide_heldout:
+        print(write_jsonl(args.out, wide_heldout_problems()))
     else:
         print(write_easy(args.out, args.n, args.seed, train_only=args.train))
 
