@@ -9,7 +9,9 @@ front (the correct and the wrong attempt), followed by the same answer. Online s
 pass (adapter disabled, no gradient) + the student pass + the chunked full-vocabulary KL
 (ssb_plugin.train.forward.online_forward); SFT = HF's loss on full logits. Timing alternates the two;
 peak memory: CUDA allocator peak, or on CPU the RSS high-water mark of a fresh process per mode.
-GPU goal: online <= 1.6x SFT time with memory <= SFT's.
+GPU goal: online <= 1.6x SFT time with memory <= SFT's. With `--rollout-tokens N` a third step is
+timed: on-policy (`ssb_rollouts: student`): the student samples N tokens per row with HF `generate`
+(adapter on, no gradient), then the online step runs on the rebuilt batch (ssb_plugin.train.rollouts).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def step_fn(mode, model, batch, args):
     from ssb_plugin.train.online import online_target
 
     def forward(model, inputs, options):  # as training runs it: the diagnostics on (their default)
+        if mode == "onpolicy":
+            from ssb_plugin.train.rollouts import on_policy_batch
+
+            eos = model.config.eos_token_id  # a random-weight model: it samples all N tokens
+            inputs, _ = on_policy_batch(
+                model, inputs, max_new_tokens=args.rollout_tokens, temperature=1.0, pad_id=0, eos_id=eos
+            )
         return distill_forward(model, inputs, options, online_target, {})
 
     return train_step.step_fn(mode, model, batch, args, forward=forward)
@@ -84,10 +93,12 @@ def timed(args, model, batch) -> tuple[dict, dict]:
     import torch
 
     cuda = args.device.startswith("cuda")
-    fns = {m: step_fn(m, model, batch, args) for m in ("sft", "online")}
-    times, peaks = {"sft": [], "online": []}, {}
+    modes = ("sft", "online", "onpolicy") if args.rollout_tokens else ("sft", "online")
+    fns = {m: step_fn(m, model, batch, args) for m in modes}
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    peaks: dict[str, float] = {}
     for i in range(args.warmup + args.steps):
-        for mode in ("sft", "online") if i % 2 == 0 else ("online", "sft"):
+        for mode in modes if i % 2 == 0 else modes[::-1]:
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -121,6 +132,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    ap.add_argument(
+        "--rollout-tokens", type=int, default=0, help="also time the on-policy step (N sampled tokens)"
+    )
     ap.add_argument("--memory-mode", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
@@ -146,7 +160,8 @@ def main() -> None:
         ]
         flags += [f"--hint={args.hint}", f"--chunk={args.chunk}", f"--lora-r={args.lora_r}"]
         flags += [f"--threads={args.threads}", "--grad-ckpt" if args.grad_ckpt else "--no-grad-ckpt"]
-        for mode in ("sft", "online"):
+        flags += [f"--rollout-tokens={args.rollout_tokens}"]
+        for mode in times:
             cmd = [sys.executable, __file__, "--memory-mode", mode, *flags]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()
             peaks[mode] = json.loads(out[-1])["peak_gib"]
@@ -160,6 +175,12 @@ def main() -> None:
         "memory_ratio": round(peaks["online"] / peaks["sft"], 3),
         "all_ms": {k: [round(x * 1e3) for x in v] for k, v in times.items()},
     }  # fmt: skip
+    if args.rollout_tokens:
+        t_op = statistics.median(times["onpolicy"])
+        result |= {
+            "rollout_tokens": args.rollout_tokens, "onpolicy_ms": round(t_op * 1e3, 1),
+            "onpolicy_time_ratio": round(t_op / t_sft, 3), "onpolicy_peak_gib": round(peaks["onpolicy"], 3),
+        }  # fmt: skip
     print(json.dumps(result))
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from ssb_plugin.record import TeacherMode
-from ssb_plugin.train.options import DEFAULT_LOSS, LossOptions
+from ssb_plugin.train.options import DEFAULT_LOSS, Divergence, LossOptions
 from ssb_plugin.train.scaleout import strategy_problems
 
 DATASET_TYPE = "ssb_plugin.dataset"
@@ -45,6 +45,30 @@ class SSBArgs(BaseModel):
         "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
         "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
     )
+    ssb_divergence: Divergence = Field(
+        default=DEFAULT_LOSS.divergence,
+        description="What the loss matches: forward KL(teacher || student) (the paper's), reverse KL(student || "
+        "teacher), or the generalised JSD with ssb_jsd_beta; reverse and jsd need a live teacher "
+        "(ssb_teacher: online).",
+    )
+    ssb_jsd_beta: float = Field(
+        default=DEFAULT_LOSS.jsd_beta,
+        description="beta of ssb_divergence: jsd, beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q.",
+    )
+    ssb_rollouts: Literal["teacher", "student"] = Field(
+        default="teacher",
+        description="Whose text the loss is taken on: `teacher` (the curated teacher answer) or `student` "
+        "(on-policy: each step the student, adapter on, samples an answer to the bare question and the "
+        "live teacher scores it; needs ssb_teacher: online and sample_packing: false; docs/training.md, "
+        "'On-policy rollouts').",
+    )
+    ssb_rollout_max_tokens: int = Field(
+        default=128, description="ssb_rollouts: student: most new tokens per sampled answer."
+    )
+    ssb_rollout_temperature: float = Field(
+        default=1.0,
+        description="ssb_rollouts: student: the sampling temperature (1: the student's own distribution).",
+    )
     ssb_diagnostics: bool = Field(
         default=True,
         description="Log the distillation diagnostics per logged step (the teacher's top-k and tail mass at T, "
@@ -73,6 +97,9 @@ class SSBArgs(BaseModel):
             )
         if self.ssb_chunk_size < 1:
             problems.append(f"ssb_chunk_size must be >= 1 (got {self.ssb_chunk_size})")
+        if not 0 < self.ssb_jsd_beta < 1:
+            problems.append(f"ssb_jsd_beta must be in (0, 1) (got {self.ssb_jsd_beta})")
+        problems += self._rollout_problems()
         problems += self._online_problems()
         # In the merged Axolotl config the dataset list is visible too: every training row must
         # carry teacher targets, or the SSB loss has nothing to match.
@@ -97,7 +124,36 @@ class SSBArgs(BaseModel):
             kd_weight=self.ssb_kd_weight,
             ce_weight=self.ssb_ce_weight,
             chunk_size=self.ssb_chunk_size,
+            divergence=self.ssb_divergence,
+            jsd_beta=self.ssb_jsd_beta,
         )
+
+    def _rollout_problems(self) -> list[str]:
+        live = self.ssb_teacher == TeacherMode.ONLINE
+        problems = []
+        if self.ssb_divergence != "forward" and not live:
+            problems.append(
+                f"ssb_divergence: {self.ssb_divergence} needs the teacher's whole distribution: set "
+                "ssb_teacher: online (a stored target carries only part of it)"
+            )
+        if self.ssb_rollouts == "student":
+            if not live:
+                problems.append(
+                    "ssb_rollouts: student needs a live teacher to score the student's samples: set ssb_teacher: online"
+                )
+            if getattr(self, "sample_packing", False):
+                problems.append(
+                    "ssb_rollouts: student samples new answers each step, so the rows cannot be packed ahead: "
+                    "set sample_packing: false"
+                )
+            if self.ssb_ce_weight:
+                problems.append(
+                    "ssb_rollouts: student with ssb_ce_weight > 0 would train on the student's own samples as "
+                    "labels: set ssb_ce_weight: 0"
+                )
+            if self.ssb_rollout_max_tokens < 1 or not self.ssb_rollout_temperature > 0:
+                problems.append("ssb_rollout_max_tokens must be >= 1 and ssb_rollout_temperature > 0")
+        return problems
 
     def _online_problems(self) -> list[str]:
         # In the merged Axolotl config `adapter` is visible: the teacher is the base model, so there must be one.

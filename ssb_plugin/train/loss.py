@@ -8,7 +8,8 @@ Tensors in, sums out; no model, no batch. Two target kinds share one chunked aut
   With w = p on all V ids this is the exact full-vocabulary KL; ssb_plugin.train.targets builds w
   from the stored top-k, the exact log-normaliser and the sampled tail (an unbiased estimate).
 - dense (online teacher / the reference): the teacher's final hidden states at the same positions;
-  KL_t = sum_v p_v (log p_v - log q_v) over the whole vocabulary, exact.
+  KL_t = sum_v p_v (log p_v - log q_v) over the whole vocabulary, exact; or, with
+  `options.divergence`, the reverse KL(q || p) or the generalised JSD (`_student_side`).
 
 Both return (loss_sum, kd_sum, ce_sum): loss_sum = kd_weight * T^2 * sum_t KL_t + ce_weight * sum_t CE_t;
 the caller divides by the step's answer-token count. docs/training.md, "The objective". Given a
@@ -25,6 +26,7 @@ inside the lm_head's forward; ssb_plugin.train.forward builds their inputs from 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -129,6 +131,11 @@ class SparseTarget:
 
     def kl_and_grad(self, s, e, log_q_full, q_scaled, cache):
         """KL sum over rows s:e and, in place on q_scaled (= softmax(z/T) * scale), the logit gradient."""
+        if cache["divergence"] != "forward":
+            raise ValueError(
+                f"divergence {cache['divergence']!r} needs the teacher's whole distribution: a stored target "
+                "carries only part of it (use ssb_teacher: online)"
+            )
         ids = self.ids[s:e].long()
         valid = ids != PAD_ID
         safe = ids.clamp_min(0)
@@ -209,18 +216,48 @@ class DenseTarget:
         log_p = torch.log_softmax(zt.mul_(cache["inv_t"]), dim=-1)
         del zt
         p = log_p.exp()
+        divergence = cache["divergence"]
+        if divergence != "forward":
+            return _student_side(cache, p, log_p, log_q_full, q_scaled)
         kl_rows = (p * (log_p - log_q_full)).sum(-1)
         kl = kl_rows.sum()
         del log_p
-        if cache.get("diag") is not None:
-            top = p.topk(min(DIAGNOSTIC_TOPK, p.shape[-1]), dim=-1)
-            log_q_top = log_q_full.gather(-1, top.indices)
-            k = torch.full((p.shape[0],), top.indices.shape[-1], device=p.device)
-            overlap = _in_student_topk(log_q_full, log_q_top, k).float().mean(-1)
-            _diagnose(cache, kl_rows, top.values.sum(-1), log_q_top.exp().sum(-1), overlap)
+        _diagnose_dense(cache, kl_rows, p, log_q_full)
         if q_scaled is None:
             return kl, None
         return kl, q_scaled.sub_(p.mul_(cache["scale"]))
+
+
+def _student_side(cache: dict, p, log_p, log_q, q_scaled):
+    """Reverse KL(q || p) or the generalised JSD against a dense teacher: (sum over rows, logit gradient).
+
+    Both are D = sum_v q_v g_v + const with dD/dq_v = g_v (reverse: g = log q - log p; JSD with
+    m = beta p + (1 - beta) q: the beta KL(p || m) term's q-derivative cancels against the rest,
+    leaving g = (1 - beta) log(q / m)); through the softmax at T, dD/dz = q (g - <q, g>) / T."""
+    q = log_q.exp()
+    if cache["divergence"] == "reverse":
+        g = log_q - log_p
+        rows = (q * g).sum(-1)
+    else:
+        beta = cache["jsd_beta"]
+        log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log(1.0 - beta))
+        rows = beta * (p * (log_p - log_m)).sum(-1) + (1.0 - beta) * (q * (log_q - log_m)).sum(-1)
+        g = (1.0 - beta) * (log_q - log_m)
+    _diagnose_dense(cache, rows, p, log_q)
+    if q_scaled is None:
+        return rows.sum(), None
+    return rows.sum(), q_scaled.mul_(g - (q * g).sum(-1, keepdim=True))
+
+
+def _diagnose_dense(cache: dict, rows, p, log_q_full) -> None:
+    """The diagnostics of a dense teacher's rows (its DIAGNOSTIC_TOPK most likely ids)."""
+    if cache.get("diag") is None:
+        return
+    top = p.topk(min(DIAGNOSTIC_TOPK, p.shape[-1]), dim=-1)
+    log_q_top = log_q_full.gather(-1, top.indices)
+    k = torch.full((p.shape[0],), top.indices.shape[-1], device=p.device)
+    overlap = _in_student_topk(log_q_full, log_q_top, k).float().mean(-1)
+    _diagnose(cache, rows, top.values.sum(-1), log_q_top.exp().sum(-1), overlap)
 
 
 class _ChunkedKD(torch.autograd.Function):
@@ -238,6 +275,7 @@ class _ChunkedKD(torch.autograd.Function):
         kd_coef, ce_coef, chunk = options.kd_coef, float(options.ce_weight), int(options.chunk_size)
         cache: dict = {"inv_t": inv_t, "scale": kd_coef * inv_t, "student_wb": (weight, bias)}
         cache["diag"] = [] if stats is not None else None
+        cache["divergence"], cache["jsd_beta"] = options.divergence, float(options.jsd_beta)
         for s in range(0, hidden.shape[0], chunk):
             e = min(s + chunk, hidden.shape[0])
             h = hidden[s:e]

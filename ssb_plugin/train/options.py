@@ -7,6 +7,10 @@ config classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+Divergence = Literal["forward", "reverse", "jsd"]
+DIVERGENCES: tuple[str, ...] = get_args(Divergence)
 
 
 @dataclass(frozen=True)
@@ -17,12 +21,20 @@ class LossOptions:
     kd_weight: float = 1.0  # weight of the forward KL (x T^2)
     ce_weight: float = 0.0  # weight of cross-entropy on the answer tokens at T = 1 (paper: 0)
     chunk_size: int = 1024  # answer positions per lm_head chunk
+    # dense (live) teachers only: forward KL(p || q), reverse KL(q || p), or the generalised JSD
+    # beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q
+    divergence: Divergence = "forward"
+    jsd_beta: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_size must be > 0, got {self.chunk_size}")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}")
+        if not 0 < self.jsd_beta < 1:
+            raise ValueError(f"jsd_beta must be in (0, 1), got {self.jsd_beta}")
 
     @property
     def kd_coef(self) -> float:

@@ -23,6 +23,7 @@ from ssb_plugin.record import TeacherMode
 from ssb_plugin.train.args import SSBArgs, loss_options
 from ssb_plugin.train.batch_keys import IDS, SSB_COLUMNS, TARGET_KEYS
 from ssb_plugin.train.forward import TARGET_MAKERS, distill_forward
+from ssb_plugin.train.online import peft_model
 from ssb_plugin.train.options import LossOptions
 
 __all__ = ["SSBTrainer"]
@@ -40,6 +41,7 @@ class SSBTrainer(AxolotlTrainer):
         self.model_accepts_loss_kwargs = True
         self._ssb_acc = {"train": [0.0, 0.0, 0], "eval": [0.0, 0.0, 0]}
         self._ssb_diag: dict[str, dict] = {"train": {}, "eval": {}}
+        self._ssb_rollout = {"train": [0, 0, 0], "eval": [0, 0, 0]}  # rows, tokens, ended at EOS
 
     @property
     def ssb_options(self) -> SSBArgs:
@@ -70,11 +72,25 @@ class SSBTrainer(AxolotlTrainer):
             raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
         options = self.ssb_loss
         key = "train" if model.training else "eval"
+        on_policy = self.ssb_options.ssb_rollouts == "student"
+        if on_policy:
+            inputs, sampled = self._student_rollouts(model, inputs)
+            self._ssb_rollout[key] = [
+                a + b for a, b in zip(self._ssb_rollout[key], sampled.values(), strict=True)
+            ]
         stats = self._ssb_diag[key] if self.ssb_options.ssb_diagnostics else None
         loss_sum, kd_sum, ce_sum, n_local, outputs = distill_forward(
             model, inputs, options, TARGET_MAKERS[teacher], stats
         )
-        denom = num_items_in_batch if num_items_in_batch is not None else n_local
+        if on_policy:
+            # The sampled answers' lengths are known only once sampled, so HF's num_items_in_batch (the
+            # curated answers' tokens) does not apply: each micro-batch's mean over its own sampled
+            # tokens, averaged over the accumulation steps (DDP averages the ranks' gradients).
+            ga = self.args.gradient_accumulation_steps if model.training else 1
+            num_items_in_batch = None
+            denom = max(n_local, 1) * ga
+        else:
+            denom = num_items_in_batch if num_items_in_batch is not None else n_local
         if torch.is_tensor(denom):
             denom = denom.to(loss_sum.device).clamp_min(1)
         else:
@@ -97,6 +113,25 @@ class SSBTrainer(AxolotlTrainer):
             return loss, CausalLMOutputWithPast(loss=loss.detach(), logits=outputs.logits)
         return loss
 
+    def _student_rollouts(self, model, inputs: dict) -> tuple[dict, dict]:
+        """`ssb_rollouts: student`: the batch rebuilt on the student's own samples (ssb_plugin.train.rollouts)."""
+        from ssb_plugin.train.rollouts import on_policy_batch
+
+        tok = self.processing_class  # Axolotl passes the tokenizer; without one, the model's generation config
+        gen = getattr(peft_model(model), "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        eos = eos if eos is not None else getattr(tok, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("ssb_rollouts: student needs an EOS token id (generation_config or tokenizer)")
+        pad = getattr(tok, "pad_token_id", None)
+        pad = pad if pad is not None else getattr(gen, "pad_token_id", None)
+        pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+        opts = self.ssb_options
+        return on_policy_batch(
+            model, inputs, max_new_tokens=opts.ssb_rollout_max_tokens, temperature=opts.ssb_rollout_temperature,
+            pad_id=int(pad), eos_id=eos,
+        )  # fmt: skip
+
     def log(self, logs, start_time=None):
         key = "train" if "loss" in logs else "eval"
         kd, ce, n = self._ssb_acc[key]
@@ -108,6 +143,11 @@ class SSBTrainer(AxolotlTrainer):
             logs[f"{prefix}ssb_ce"] = float(ce) / n
             logs[f"{prefix}ssb_answer_tokens"] = n
             logs.update({prefix + k: v for k, v in diagnostic_logs(self._ssb_diag[key]).items()})
+            rows, tokens, ended = self._ssb_rollout[key]
+            if rows:
+                logs[f"{prefix}ssb_rollout_tokens"] = tokens / rows  # mean sampled answer length
+                logs[f"{prefix}ssb_rollout_eos"] = ended / rows  # share that ended before the token limit
+        self._ssb_rollout[key] = [0, 0, 0]
         self._ssb_acc[key] = [0.0, 0.0, 0]
         self._ssb_diag[key] = {}
         return super().log(logs, start_time)

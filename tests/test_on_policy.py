@@ -1,0 +1,251 @@
+"""On-policy rollouts (`ssb_rollouts: student`) and the student-side divergences (`ssb_divergence`):
+the kernel's reverse KL and JSD against plain autograd, the rebuilt batch's views, the on-policy
+loss's LoRA gradient against a dense reference on a fixed sample, the trainer's normalisation, the
+config's refusals and a real `axolotl train` run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from support.axolotl_cli import axolotl_ok, check_adapter, check_diagnostics, training_log
+from support.axolotl_cpu import train_config
+from support.curated_fixture import cached_curated_set, one_thread
+from test_online import _feats, _lora, _lora_params, _tok
+
+from ssb_plugin.train.batch_keys import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
+from ssb_plugin.train.forward import online_forward
+from ssb_plugin.train.loss import full_vocab_kl_sums
+from ssb_plugin.train.options import LossOptions
+from ssb_plugin.train.rollouts import on_policy_batch
+
+LOSS = LossOptions(temperature=2.0, kd_weight=1.0, ce_weight=0.0, chunk_size=5)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def _divergence(log_p, log_q, kind, beta=0.5):
+    """Per row, from the definitions (float64, plain autograd)."""
+    p, q = log_p.exp(), log_q.exp()
+    if kind == "forward":
+        return (p * (log_p - log_q)).sum(-1)
+    if kind == "reverse":
+        return (q * (log_q - log_p)).sum(-1)
+    m = beta * p + (1 - beta) * q
+    return beta * (p * (log_p - m.log())).sum(-1) + (1 - beta) * (q * (log_q - m.log())).sum(-1)
+
+
+@pytest.mark.parametrize("kind,beta", [("reverse", 0.5), ("jsd", 0.5), ("jsd", 0.1), ("forward", 0.5)])
+@pytest.mark.parametrize("chunk", [2, 100])
+def test_kernel_divergences_equal_plain_autograd(kind, beta, chunk):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(7, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(50, 12, generator=g, dtype=torch.float64) * 0.6
+    teacher_h = torch.randn(7, 12, generator=g, dtype=torch.float64)
+    T = 2.0
+    hh = h.clone().requires_grad_()
+    opts = LossOptions(temperature=T, chunk_size=chunk, divergence=kind, jsd_beta=beta)
+    loss, kd, _ = full_vocab_kl_sums(hh, w, teacher_h, options=opts)
+    (grad,) = torch.autograd.grad(loss, hh)
+    ref_h = h.clone().requires_grad_()
+    log_p = torch.log_softmax(teacher_h @ w.t() / T, -1)
+    log_q = torch.log_softmax(ref_h @ w.t() / T, -1)
+    ref = _divergence(log_p, log_q, kind, beta).sum() * T**2
+    (ref_grad,) = torch.autograd.grad(ref, ref_h)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5) and kd.item() * T**2 == pytest.approx(
+        ref.item(), rel=1e-5
+    )
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-5
+
+
+def test_a_stored_target_refuses_student_side_divergences():
+    from ssb_plugin.train.loss import sparse_kl_sums
+
+    ids = torch.zeros((2, 1), dtype=torch.long)
+    with pytest.raises(ValueError, match="needs the teacher's whole distribution"):
+        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), ids, ids.float(), ids.float(),
+                       options=LossOptions(divergence="reverse"))  # fmt: skip
+
+
+# ---- the rebuilt batch and its gradient, on the tiny model ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    return _tok(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def curated(tiny_model_dir, tmp_path_factory):
+    return cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=4, k=8)
+
+
+def _batch(tok, curated):
+    from datasets import load_dataset
+
+    from ssb_plugin.train.collator import SSBDataCollator
+
+    return SSBDataCollator(tok)(_feats(tok, list(load_dataset(str(curated), split="train"))))
+
+
+def _rollout(model, batch, tok, seed=0, max_new_tokens=9):
+    torch.manual_seed(seed)
+    return on_policy_batch(
+        model, dict(batch), max_new_tokens=max_new_tokens, temperature=1.0, pad_id=tok.pad_token_id or 0,
+        eos_id=tok.eos_token_id,
+    )  # fmt: skip
+
+
+def _unpadded(ids, labels, mask):
+    keep = mask.bool()
+    return ids[keep].tolist(), labels[keep].tolist()
+
+
+def test_both_views_carry_the_same_sampled_answer_after_their_own_prompts(tiny_model_dir, tok, curated):
+    model = _lora(tiny_model_dir).train()
+    batch = _batch(tok, curated)
+    rebuilt, sampled = _rollout(model, batch, tok)
+    assert sampled["rows"] == 4 and 4 <= sampled["tokens"] <= 4 * 9
+    assert model.training  # sampled in eval mode, training mode restored
+    for b in range(4):
+        s_ids, s_lab = _unpadded(rebuilt["input_ids"][b], rebuilt["labels"][b], rebuilt["attention_mask"][b])
+        t_ids, t_lab = _unpadded(
+            rebuilt[TEACHER_INPUT_IDS][b],
+            rebuilt[TEACHER_LABELS][b],
+            rebuilt[TEACHER_PREFIX + "attention_mask"][b],
+        )
+        o_ids, o_lab = _unpadded(batch["input_ids"][b], batch["labels"][b], batch["attention_mask"][b])
+        prompt = o_ids[: next(i for i, x in enumerate(o_lab) if x != -100)]
+        answer = [x for x in s_lab if x != -100]
+        assert s_ids == prompt + answer and s_lab == [-100] * len(prompt) + answer  # the bare question
+        assert [x for x in t_lab if x != -100] == answer and t_ids[-len(answer) :] == answer
+        assert len(t_ids) - len(answer) > len(prompt)  # ... after the longer, hinted prompt
+    again, _ = _rollout(model, batch, tok)
+    assert torch.equal(again["input_ids"], rebuilt["input_ids"])  # sampled from torch's seeded RNG
+    other, _ = _rollout(model, batch, tok, seed=1)
+    assert not torch.equal(other["input_ids"], rebuilt["input_ids"])
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+def test_on_policy_lora_gradient_equals_a_dense_reference_on_a_fixed_sample(
+    tiny_model_dir, tok, curated, kind
+):
+    """On the student's own sample: the loss as training computes it (online_forward on the rebuilt
+    batch) against materialised logits of both views (student: adapter on; teacher: adapter off)."""
+    model = _lora(tiny_model_dir)
+    rebuilt, _ = _rollout(model, _batch(tok, curated), tok)
+    options = dataclasses.replace(LOSS, divergence=kind)
+    params = _lora_params(model)
+    loss, _, _, n, _ = online_forward(model, dict(rebuilt), options)
+    grad = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]).double()
+
+    student = {k: v for k, v in rebuilt.items() if not k.startswith(TEACHER_PREFIX)}
+    teacher = {k[len(TEACHER_PREFIX) :]: v for k, v in rebuilt.items() if k.startswith(TEACHER_PREFIX)}
+    s_labels, t_labels = student.pop("labels"), teacher.pop("labels")
+    assert n == int((s_labels[:, 1:] != -100).sum())
+
+    def reference(dtype):
+        with torch.no_grad(), model.disable_adapter():
+            z_t = model(**teacher).logits.to(dtype)[:, :-1][t_labels[:, 1:] != -100]
+        z_s = model(**student).logits.to(dtype)[:, :-1][s_labels[:, 1:] != -100]
+        T = options.temperature
+        ref = _divergence(torch.log_softmax(z_t / T, -1), torch.log_softmax(z_s / T, -1), kind).sum() * T**2
+        return ref, torch.cat([g.flatten() for g in torch.autograd.grad(ref, params)]).double()
+
+    ref, ref_grad = reference(torch.float32)  # as the model computes (test_online.py: the same bar)
+    exact, exact_grad = reference(torch.float64)
+    rel = ((grad - ref_grad).norm() / ref_grad.norm()).item()
+    fp32_rounding = ((ref_grad - exact_grad).norm() / exact_grad.norm()).item()
+    # the summed divergence is small here (~1e-2 nats/token): fp32's cancellation is an absolute error
+    assert (
+        ref.item() > 0 and abs(loss.item() - exact.item()) <= 1.5 * abs(ref.item() - exact.item()) + 1e-6 * n
+    )
+    assert rel < max(1e-5, fp32_rounding), f"gradient relative error {rel} (fp32 rounding {fp32_rounding})"
+
+
+@pytest.mark.parametrize("mb,ga", [(4, 1), (2, 2)])
+def test_the_trainer_normalises_by_the_sampled_tokens(tiny_model_dir, tok, curated, tmp_path, mb, ga):
+    """The loss is per sampled token (each micro-batch's mean, averaged over the accumulation
+    steps), not divided by the curated answers' token count, which HF's num_items_in_batch holds."""
+    from axolotl.utils.dict import DictDefault
+    from datasets import load_dataset
+    from test_online import _trainer
+
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+
+    ds = SSBDatasetStrategy(tok, sequence_len=4096, teacher="online").wrap_dataset(
+        load_dataset(str(curated), split="train")
+    )
+    trainer = _trainer(
+        tiny_model_dir, tok, ds, tmp_path, per_device_train_batch_size=mb, gradient_accumulation_steps=ga,
+        max_steps=1, learning_rate=0.0, logging_steps=1,
+    )  # fmt: skip
+    trainer.axolotl_cfg = DictDefault(
+        {"ssb_teacher": "online", "ssb_rollouts": "student", "ssb_rollout_max_tokens": 6}
+    )
+    out = trainer.train()
+    (log,) = [h for h in trainer.state.log_history if "ssb_rollout_tokens" in h]
+    assert 1 <= log["ssb_rollout_tokens"] <= 6 and 0 <= log["ssb_rollout_eos"] <= 1
+    curated_tokens = sum(sum(x != -100 for x in lab[1:]) for lab in ds["labels"])
+    assert log["ssb_answer_tokens"] == round(4 * log["ssb_rollout_tokens"]) != curated_tokens
+    assert math.isfinite(out.training_loss) and out.training_loss > 0
+    if ga == 1:  # one micro-batch: its mean per sampled token is exactly the logged KD term
+        assert out.training_loss == pytest.approx(log["ssb_kd"], rel=1e-4)
+    else:  # the mean of two per-micro-batch means, around the pooled mean
+        assert out.training_loss == pytest.approx(log["ssb_kd"], rel=0.5)
+
+
+def test_config_refusals(tiny_model_dir):
+    from axolotl.integrations.base import PluginManager
+    from test_plugin import _base_cfg, _validate
+
+    lora = {"adapter": "lora", "lora_target_linear": True}
+    PluginManager._instance = None
+    try:
+        with pytest.raises(ValueError, match="ssb_rollouts: student needs a live teacher"):
+            _validate(_base_cfg(tiny_model_dir, ssb_rollouts="student", **lora))
+        with pytest.raises(ValueError, match="set sample_packing: false"):
+            _validate(
+                _base_cfg(
+                    tiny_model_dir, ssb_rollouts="student", ssb_teacher="online", sample_packing=True, **lora
+                )
+            )
+        with pytest.raises(ValueError, match="ssb_divergence: reverse needs"):
+            _validate(_base_cfg(tiny_model_dir, ssb_divergence="reverse", **lora))
+        with pytest.raises(ValueError, match="set ssb_ce_weight: 0"):
+            _validate(
+                _base_cfg(
+                    tiny_model_dir, ssb_rollouts="student", ssb_teacher="online", ssb_ce_weight=0.5, **lora
+                )
+            )
+        cfg = _validate(
+            _base_cfg(
+                tiny_model_dir, ssb_rollouts="student", ssb_teacher="online", ssb_divergence="jsd", **lora
+            )
+        )
+        assert cfg["ssb_rollouts"] == "student" and cfg["ssb_divergence"] == "jsd"
+    finally:
+        PluginManager._instance = None
+
+
+def test_axolotl_train_on_policy_with_accumulation(tiny_model_dir, tmp_path, tmp_path_factory):
+    """The real `axolotl train` launcher: on-policy rollouts, reverse KL, gradient accumulation."""
+    curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    cfg = train_config(
+        tiny_model_dir, curated, tmp_path, ssb_teacher="online", ssb_rollouts="student", ssb_divergence="reverse",
+        ssb_rollout_max_tokens=8, gradient_accumulation_steps=2, sample_packing=False,
+    )  # fmt: skip
+    out = axolotl_ok(cfg, tmp_path, launcher=True, timeout=1200)
+    train = [x for x in training_log(cfg) if "ssb_rollout_tokens" in x]
+    assert len(train) >= 2, out[-4000:]
+    for x in train:
+        assert 1 <= x["ssb_rollout_tokens"] <= 8 and math.isfinite(x["loss"]) and x["loss"] >= 0
+        check_diagnostics(x, 2.0)
+    check_adapter(tiny_model_dir, Path(cfg["output_dir"]))
