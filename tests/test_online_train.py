@@ -118,9 +118,12 @@ def test_axolotl_online_with_packing_checkpointing_and_eval(tiny_model_dir, tmp_
     _check_adapter(tiny_model_dir, Path(cfg["output_dir"]))
 
 
-def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory):
-    """`axolotl train --launcher torchrun -- --nproc_per_node 2` on CPU (gloo DDP) with the online teacher."""
+@pytest.mark.parametrize("rollouts", ["teacher", "student"])
+def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory, rollouts):
+    """`axolotl train --launcher torchrun -- --nproc_per_node 2` on CPU (gloo DDP) with the online
+    teacher, on the curated teacher text and on-policy (each rank samples its own rows' answers)."""
     curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    on_policy = {"ssb_rollouts": "student", "ssb_rollout_max_tokens": 8} if rollouts == "student" else {}
     cfg = train_config(
         tiny_model_dir,
         curated,
@@ -129,6 +132,7 @@ def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory)
         micro_batch_size=1,
         max_steps=None,
         num_epochs=1,
+        **on_policy,
     )
     _axolotl(
         cfg,
@@ -141,4 +145,6 @@ def test_two_process_torchrun_online(tiny_model_dir, tmp_path, tmp_path_factory)
     # one epoch of 8 records at micro-batch 1: 4 steps when two ranks share the data
     assert [h["step"] for h in steps] == [1, 2, 3, 4], steps
     assert all(h["ssb_kd"] >= 0 and h["ssb_answer_tokens"] > 0 for h in steps)
+    if on_policy:
+        assert all(1 <= h["ssb_rollout_tokens"] <= 8 for h in steps), steps
     assert (Path(cfg["output_dir"]) / "adapter_model.safetensors").exists()
