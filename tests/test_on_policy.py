@@ -202,6 +202,91 @@ def test_the_trainer_normalises_by_the_sampled_tokens(tiny_model_dir, tok, curat
         assert out.training_loss == pytest.approx(log["ssb_kd"], rel=0.5)
 
 
+# ---- the EMA teacher ----------------------------------------------------------------------------
+
+
+def test_the_ema_teacher_is_the_average_swapped_in_and_the_student_restored(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.ema import EmaTeacher
+    from ssb_plugin.train.online import split_teacher_inputs, teacher_hidden
+
+    model = _lora(tiny_model_dir)
+    params = _lora_params(model)
+    start = [p.detach().clone() for p in params]
+    ema = EmaTeacher(model, decay=0.75)
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p) * 0.05)  # an optimizer step
+    ema.update()
+    live = [p.detach().clone() for p in params]
+    want = [0.75 * s + 0.25 * w for s, w in zip(start, live, strict=True)]
+    assert all(torch.allclose(s, x, atol=1e-7) for s, x in zip(ema.shadow, want, strict=True))
+
+    t_inputs = split_teacher_inputs(dict(_batch(tok, curated)))
+    t_inputs.pop("labels")
+    got = teacher_hidden(model, t_inputs, ema)
+    assert all(torch.equal(p, v) for p, v in zip(params, live, strict=True))  # the student, bit for bit
+    assert model.training  # and its mode
+    with torch.no_grad():  # the reference: the average written into the adapter, adapter on
+        for p, w in zip(params, want, strict=True):
+            p.copy_(w)
+        model.eval()
+        ref = model(**t_inputs, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    base = teacher_hidden(model, t_inputs)  # adapter off: another teacher
+    assert (base - got).abs().max().item() > 1e-4
+
+
+def test_ema_with_decay_one_and_a_zero_adapter_is_the_base_teacher(tiny_model_dir, tok, curated):
+    from ssb_plugin.train.ema import EmaTeacher
+    from ssb_plugin.train.online import online_target
+
+    model = _lora(tiny_model_dir, b_std=None)  # PEFT's init: B = 0, the adapter adds nothing
+    ema = EmaTeacher(model, decay=1.0)
+    batch = _batch(tok, curated)
+    base, *_ = online_forward(model, dict(batch), LOSS)
+    from ssb_plugin.train.forward import distill_forward
+
+    with_ema, *_ = distill_forward(
+        model, dict(batch), LOSS, lambda m, i, mask, o: online_target(m, i, mask, o, ema)
+    )
+    assert with_ema.item() == pytest.approx(base.item(), rel=1e-6)
+
+
+def test_the_trainer_updates_the_average_after_every_optimizer_step(tiny_model_dir, tok, curated, tmp_path):
+    from axolotl.utils.dict import DictDefault
+    from datasets import load_dataset
+    from test_online import _trainer
+    from transformers import TrainerCallback
+
+    from ssb_plugin.train.dataset import SSBDatasetStrategy
+
+    ds = SSBDatasetStrategy(tok, sequence_len=4096, teacher="online").wrap_dataset(
+        load_dataset(str(curated), split="train")
+    )
+    trainer = _trainer(
+        tiny_model_dir, tok, ds, tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+        max_steps=2, learning_rate=0.05, optim="sgd", lr_scheduler_type="constant",
+    )  # fmt: skip
+    trainer.axolotl_cfg = DictDefault(
+        {"ssb_teacher": "online", "ssb_online_teacher": "ema", "ssb_ema_decay": 0.5}
+    )
+    params = _lora_params(trainer.model)
+    seen = [[p.detach().clone() for p in params]]
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append([p.detach().clone() for p in params])
+
+    trainer.add_callback(Record())
+    trainer.train()
+    expected = seen[0]
+    for step in seen[1:]:
+        expected = [0.5 * e + 0.5 * w for e, w in zip(expected, step, strict=True)]
+    assert len(seen) == 3 and not torch.equal(seen[1][0], seen[2][0])
+    for s, e in zip(trainer._ssb_ema.shadow, expected, strict=True):
+        torch.testing.assert_close(s, e, rtol=1e-6, atol=1e-8)
+
+
 def test_config_refusals(tiny_model_dir):
     from axolotl.integrations.base import PluginManager
     from test_plugin import _base_cfg, _validate
@@ -219,6 +304,18 @@ def test_config_refusals(tiny_model_dir):
             )
         with pytest.raises(ValueError, match="ssb_divergence: reverse needs"):
             _validate(_base_cfg(tiny_model_dir, ssb_divergence="reverse", **lora))
+        with pytest.raises(ValueError, match="ssb_online_teacher: ema is a live teacher"):
+            _validate(_base_cfg(tiny_model_dir, ssb_online_teacher="ema", **lora))
+        with pytest.raises(ValueError, match="sharded parameters"):
+            _validate(
+                _base_cfg(
+                    tiny_model_dir,
+                    ssb_teacher="online",
+                    ssb_online_teacher="ema",
+                    deepspeed="zero2.json",
+                    **lora,
+                )
+            )
         with pytest.raises(ValueError, match="set ssb_ce_weight: 0"):
             _validate(
                 _base_cfg(
@@ -236,11 +333,13 @@ def test_config_refusals(tiny_model_dir):
 
 
 def test_axolotl_train_on_policy_with_accumulation(tiny_model_dir, tmp_path, tmp_path_factory):
-    """The real `axolotl train` launcher: on-policy rollouts, reverse KL, gradient accumulation."""
+    """The real `axolotl train` launcher: on-policy rollouts, reverse KL, the EMA teacher, gradient
+    accumulation."""
     curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
     cfg = train_config(
         tiny_model_dir, curated, tmp_path, ssb_teacher="online", ssb_rollouts="student", ssb_divergence="reverse",
-        ssb_rollout_max_tokens=8, gradient_accumulation_steps=2, sample_packing=False,
+        ssb_online_teacher="ema", ssb_ema_decay=0.9, ssb_rollout_max_tokens=8, gradient_accumulation_steps=2,
+        sample_packing=False,
     )  # fmt: skip
     out = axolotl_ok(cfg, tmp_path, launcher=True, timeout=1200)
     train = [x for x in training_log(cfg) if "ssb_rollout_tokens" in x]

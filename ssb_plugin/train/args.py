@@ -45,6 +45,14 @@ class SSBArgs(BaseModel):
         "base model with the LoRA adapter disabled scores the hinted teacher prompt + response; exact "
         "full-vocabulary KL; needs an adapter; docs/training.md, 'Online teacher').",
     )
+    ssb_online_teacher: Literal["base", "ema"] = Field(
+        default="base",
+        description="With ssb_teacher: online, which weights teach: `base` (the adapter off) or `ema` (an "
+        "exponential moving average of the adapter, ssb_ema_decay; one more adapter-sized copy in memory).",
+    )
+    ssb_ema_decay: float = Field(
+        default=0.99, description="ssb_online_teacher: ema: the average's decay per optimizer step."
+    )
     ssb_divergence: Divergence = Field(
         default=DEFAULT_LOSS.divergence,
         description="What the loss matches: forward KL(teacher || student) (the paper's), reverse KL(student || "
@@ -131,6 +139,17 @@ class SSBArgs(BaseModel):
     def _rollout_problems(self) -> list[str]:
         live = self.ssb_teacher == TeacherMode.ONLINE
         problems = []
+        if self.ssb_online_teacher == "ema":
+            if not live:
+                problems.append("ssb_online_teacher: ema is a live teacher: set ssb_teacher: online")
+            if not 0 <= self.ssb_ema_decay <= 1:
+                problems.append(f"ssb_ema_decay must be in [0, 1] (got {self.ssb_ema_decay})")
+            sharded = [k for k in ("fsdp", "fsdp_config", "deepspeed") if getattr(self, k, None)]
+            if sharded:
+                problems.append(
+                    f"ssb_online_teacher: ema swaps whole adapter tensors in place, which sharded parameters "
+                    f"({', '.join(sharded)}) do not hold: use DDP or one process"
+                )
         if self.ssb_divergence != "forward" and not live:
             problems.append(
                 f"ssb_divergence: {self.ssb_divergence} needs the teacher's whole distribution: set "

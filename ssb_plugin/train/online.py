@@ -42,18 +42,20 @@ def peft_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def _as_teacher(core: torch.nn.Module):
-    """Adapter off, eval mode (no dropout, no checkpointing), no autograd graph; training mode restored."""
+def _as_teacher(core: torch.nn.Module, ema=None):
+    """Adapter off (or, with an EMA teacher, its average swapped in: ssb_plugin.train.ema), eval mode
+    (no dropout, no checkpointing), no autograd graph; training mode restored."""
     was_training = core.training
     core.eval()
+    weights = core.disable_adapter() if ema is None else ema.swapped_in()  # type: ignore[operator]  # PEFT's
     try:
-        with torch.no_grad(), core.disable_adapter():  # type: ignore[operator]  # PEFT's, via Module.__getattr__
+        with torch.no_grad(), weights:
             yield
     finally:
         core.train(was_training)
 
 
-def teacher_hidden(model: torch.nn.Module, teacher_inputs: dict) -> torch.Tensor:
+def teacher_hidden(model: torch.nn.Module, teacher_inputs: dict, ema=None) -> torch.Tensor:
     """Final (post-norm) hidden states [B, S_t, H] of the base model on the teacher's batch, without gradient.
 
     The call goes through `model` (so DDP/FSDP wrappers see it); a forward hook on the decoder keeps
@@ -67,7 +69,7 @@ def teacher_hidden(model: torch.nn.Module, teacher_inputs: dict) -> torch.Tensor
 
     handle = decoder.register_forward_hook(grab)
     try:
-        with _as_teacher(core):
+        with _as_teacher(core, ema):
             model(**teacher_inputs, logits_to_keep=1, use_cache=False, return_dict=True)
     finally:
         handle.remove()
@@ -86,13 +88,14 @@ def split_teacher_inputs(inputs: dict) -> dict:
 
 
 def online_target(
-    model: torch.nn.Module, inputs: dict, mask: torch.Tensor, _options: LossOptions
+    model: torch.nn.Module, inputs: dict, mask: torch.Tensor, _options: LossOptions, ema=None
 ) -> Callable[[torch.Tensor], KLTarget]:
-    """Pop the teacher's view from the batch and run the teacher on it; the target of the student's
-    answer rows (`mask`, [B, S-1]) is the teacher's hidden states at its own answer positions, in order."""
+    """Pop the teacher's view from the batch and run the teacher on it (the base model, or the EMA
+    teacher `ema`); the target of the student's answer rows (`mask`, [B, S-1]) is the teacher's
+    hidden states at its own answer positions, in order."""
     t_inputs = split_teacher_inputs(inputs)
     t_labels = t_inputs.pop("labels")
-    t_rows = teacher_hidden(model, t_inputs)[:, :-1][t_labels[:, 1:] != -100]
+    t_rows = teacher_hidden(model, t_inputs, ema)[:, :-1][t_labels[:, 1:] != -100]
     n = int(mask.sum())
     if n != t_rows.shape[0]:
         raise ValueError(

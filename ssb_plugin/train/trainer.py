@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import torch
 from axolotl.core.trainers.base import AxolotlTrainer
+from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ssb_plugin.record import TeacherMode
 from ssb_plugin.train.args import SSBArgs, loss_options
 from ssb_plugin.train.batch_keys import IDS, SSB_COLUMNS, TARGET_KEYS
 from ssb_plugin.train.forward import TARGET_MAKERS, distill_forward
-from ssb_plugin.train.online import peft_model
+from ssb_plugin.train.online import online_target, peft_model
 from ssb_plugin.train.options import LossOptions
 
 __all__ = ["SSBTrainer"]
@@ -42,6 +43,8 @@ class SSBTrainer(AxolotlTrainer):
         self._ssb_acc = {"train": [0.0, 0.0, 0], "eval": [0.0, 0.0, 0]}
         self._ssb_diag: dict[str, dict] = {"train": {}, "eval": {}}
         self._ssb_rollout = {"train": [0, 0, 0], "eval": [0, 0, 0]}  # rows, tokens, ended at EOS
+        self._ssb_ema = None  # the EMA teacher, once the first step made it
+        self.add_callback(_EmaUpdate(self))
 
     @property
     def ssb_options(self) -> SSBArgs:
@@ -80,7 +83,7 @@ class SSBTrainer(AxolotlTrainer):
             ]
         stats = self._ssb_diag[key] if self.ssb_options.ssb_diagnostics else None
         loss_sum, kd_sum, ce_sum, n_local, outputs = distill_forward(
-            model, inputs, options, TARGET_MAKERS[teacher], stats
+            model, inputs, options, self._target_maker(model, teacher), stats
         )
         if on_policy:
             # The sampled answers' lengths are known only once sampled, so HF's num_items_in_batch (the
@@ -112,6 +115,18 @@ class SSBTrainer(AxolotlTrainer):
             # No logits exist: outputs.logits is the loss's [B, 1, 3] stand-in (train/sharded.py).
             return loss, CausalLMOutputWithPast(loss=loss.detach(), logits=outputs.logits)
         return loss
+
+    def _target_maker(self, model, teacher: TeacherMode):
+        """The teacher's target maker; with `ssb_online_teacher: ema`, the online one bound to the
+        average (made from the adapter as it is at the first step, updated by `_EmaUpdate`)."""
+        if teacher != TeacherMode.ONLINE or self.ssb_options.ssb_online_teacher != "ema":
+            return TARGET_MAKERS[teacher]
+        if self._ssb_ema is None:
+            from ssb_plugin.train.ema import EmaTeacher
+
+            self._ssb_ema = EmaTeacher(model, self.ssb_options.ssb_ema_decay)
+        ema = self._ssb_ema
+        return lambda m, inputs, mask, options: online_target(m, inputs, mask, options, ema)
 
     def _student_rollouts(self, model, inputs: dict) -> tuple[dict, dict]:
         """`ssb_rollouts: student`: the batch rebuilt on the student's own samples (ssb_plugin.train.rollouts)."""
@@ -171,3 +186,14 @@ def diagnostic_logs(stats: dict) -> dict[str, float]:
         "ssb_kl_mean": float(stats["kl_sum"]) / n,  # nats per answer token, at T (ssb_kd without T^2)
         "ssb_kl_max": float(stats["kl_max"]),
     }
+
+
+class _EmaUpdate(TrainerCallback):
+    """After every optimizer step: the EMA teacher's average takes the new adapter weights."""
+
+    def __init__(self, trainer: SSBTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer._ssb_ema is not None:
+            self.trainer._ssb_ema.update()
