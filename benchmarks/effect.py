@@ -1,5 +1,6 @@
 """Does SSB move held-out accuracy beyond noise? Base vs SFT on the teacher's text vs SSB (stored
-target) vs SSB (online teacher), on the embedded model, several training seeds, paired standard errors.
+target) vs SSB (online teacher) vs on-policy SSB, on the embedded model, several training seeds,
+paired standard errors.
 
     .venv/bin/python benchmarks/effect.py --run runs/effect                 # the full benchmark (hours on CPU)
     .venv/bin/python benchmarks/effect.py --run runs/effect-smoke --smoke   # the plumbing on a few problems
@@ -14,6 +15,7 @@ sees) and slices of `ssb_gsm8k` / `ssb_math500`; the held-out KL to the teacher
     sft     ssb_kd_weight 0, ssb_ce_weight 1   (the same records, cross-entropy on the teacher's text)
     stored  the recipe's SSB loss on the stored target
     online  ssb_teacher: online                (exact full-vocabulary KL, the base model as teacher)
+    onpolicy  + ssb_rollouts: student          (the student's own samples, scored by the hinted base model)
 
 The table: per arm, accuracy per task (mean over seeds, and each seed's), its change against the
 base model and against SFT with the paired standard error over problems (each problem's score
@@ -41,6 +43,7 @@ ARMS = {
     "sft": {"ssb_kd_weight": 0.0, "ssb_ce_weight": 1.0},
     "stored": {},
     "online": {"ssb_teacher": "online"},
+    "onpolicy": {"ssb_teacher": "online", "ssb_rollouts": "student"},
 }
 
 
