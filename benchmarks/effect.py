@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# no telemetry: offline, Axolotl's exit waits on its retries
+for _key in ("AXOLOTL_DO_NOT_TRACK", "DO_NOT_TRACK", "VLLM_NO_USAGE_STATS"):
+    os.environ.setdefault(_key, "1")
 
 HELDOUT_TASK = "ssb_add20_heldout"
 ARMS = {
@@ -48,13 +51,15 @@ ARMS = {
 
 
 def sh(cmd: list, log: Path, env: dict | None = None) -> None:
-    """Run one stage's command, its output in `log`; a failure names the log."""
+    """Run one stage's command, its output in `log`; a failure names the log. The command's own bin/
+    goes first on PATH (axolotl's launcher starts `accelerate` from there)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": f"{Path(cmd[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     start = time.monotonic()
     print(f"[effect] {' '.join(str(c) for c in cmd[:3])} ... -> {log}", flush=True)
     with log.open("w") as f:
         proc = subprocess.run(
-            [str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            [str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}
         )
     if proc.returncode:
         raise SystemExit(f"[effect] failed (exit {proc.returncode}): see {log}")
