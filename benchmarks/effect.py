@@ -241,7 +241,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="run directory (resumed if it exists)")
     ap.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
-    ap.add_argument("--problems", type=int, default=160, help="training problems to curate (keep rate ~1/3)")
+    ap.add_argument(
+        "--problems",
+        type=int,
+        default=500,
+        help="training problems to curate (SmolLM2 keeps ~8 %% of this family)",
+    )
     ap.add_argument("--min-kept", type=int, default=40, help="stop unless curation keeps at least this many")
     ap.add_argument("--heldout", type=int, default=200, help="held-out problems evaluated (<= 200)")
     ap.add_argument("--heldout-kl", type=int, default=40, help="held-out problems curated for the KL")
