@@ -67,28 +67,13 @@ def sh(cmd: list, log: Path, env: dict | None = None) -> None:
 
 
 def curate(args, data: Path, out: Path) -> None:
-    """The demo's curation settings (ssb_plugin.demo.pipeline.curate) on `data`."""
-    from ssb_plugin.demo.pipeline import VLLM_IN_PROCESS
+    """The demo's curation (ssb_plugin.demo.pipeline.curate_command) on `data`, with vLLM."""
+    from ssb_plugin.demo.pipeline import curate_command
 
     if (out / "manifest.json").exists():
         return
-    sh(
-        [
-            args.vllm_bin / "ssb-curate",
-            "--model",
-            args.model,
-            "--data",
-            data,
-            "--out",
-            out,
-            "--id-field",
-            "id",
-        ]
-        + ["--backend", "vllm", "--answer-fallback", "--num-rollouts", "4", "--rollout-max-tokens", "128"]
-        + ["--teacher-max-tokens", str(args.teacher_max_tokens), "--max-model-len", "2048"]
-        + ["--vllm-kwargs", json.dumps(VLLM_IN_PROCESS), "--no-progress"],
-        args.run / "logs" / f"curate_{out.name}.log",
-    )
+    cmd = curate_command(args.vllm_bin, args.model, data, out, "vllm", args.teacher_max_tokens)
+    sh(cmd + ["--no-progress"], args.run / "logs" / f"curate_{out.name}.log")
 
 
 def train_config(args, arm: str, seed: int) -> dict:
@@ -130,41 +115,23 @@ def train(args, arm: str, seed: int) -> Path:
 
 
 def evaluate(args, name: str, model_dir: str) -> Path:
-    """lm_eval on vLLM, greedy: every held-out problem and the first `--slice` of the others."""
-    from ssb_plugin.demo.pipeline import VLLM_IN_PROCESS, VLLM_IN_PROCESS_ENV
-    from ssb_plugin.tasks import include_path
+    """The demo's lm_eval on vLLM, greedy: every held-out problem and the first `--slice` of the others."""
+    from ssb_plugin.demo.pipeline import VLLM_IN_PROCESS_ENV, lm_eval_command
 
     out = args.run / "eval" / name
     if list(out.rglob(f"samples_{HELDOUT_TASK}_*.jsonl")):
         return out
     samples = {HELDOUT_TASK: list(range(args.heldout))} | {t: list(range(args.slice)) for t in args.tasks}
-    model_args = (
-        f"pretrained={model_dir},dtype=float32,max_model_len=2048,gpu_memory_utilization=0.3,"
-        "enforce_eager=True,seed=0," + ",".join(f"{k}={v}" for k, v in VLLM_IN_PROCESS.items())
-    )
-    sh(
-        [
-            args.vllm_bin / "lm_eval",
-            "--model",
-            "vllm",
-            "--model_args",
-            model_args,
-            "--include_path",
-            include_path(),
-        ]
-        + ["--tasks", ",".join(samples), "--samples", json.dumps(samples), "--apply_chat_template"]
-        + ["--batch_size", "auto", "--gen_kwargs", f"max_gen_toks={args.gen_toks}", "--output_path", out]
-        + ["--log_samples"],
-        args.run / "logs" / f"eval_{name}.log",
-        env=VLLM_IN_PROCESS_ENV,
-    )
+    cmd = lm_eval_command(args.vllm_bin, model_dir, samples, args.gen_toks, out)
+    sh(cmd, args.run / "logs" / f"eval_{name}.log", env=VLLM_IN_PROCESS_ENV)
     return out
 
 
 def heldout_kl(args, models: dict[str, str]) -> dict:
     path = args.run / "heldout_kl.json"
-    if path.exists() and set(json.loads(path.read_text())["kl"]) >= set(models):
-        return json.loads(path.read_text())
+    done = json.loads(path.read_text()) if path.exists() else None
+    if done is not None and set(done["kl"]) >= set(models):
+        return done
     import yaml
 
     from ssb_plugin.demo.heldout_kl import heldout_kl as measure

@@ -10,11 +10,12 @@ import math
 from pathlib import Path
 
 import pytest
+import test_online
 import torch
 from support.axolotl_cli import axolotl_ok, check_adapter, check_diagnostics, training_log
 from support.axolotl_cpu import train_config
 from support.curated_fixture import cached_curated_set, one_thread
-from test_online import _feats, _lora, _lora_params, _tok
+from test_online import _feats, _lora, _lora_params, _rows, _trainer
 
 from ssb_plugin.train.batch_keys import TEACHER_INPUT_IDS, TEACHER_LABELS, TEACHER_PREFIX
 from ssb_plugin.train.forward import online_forward
@@ -77,22 +78,14 @@ def test_a_stored_target_refuses_student_side_divergences():
 # ---- the rebuilt batch and its gradient, on the tiny model ----------------------------------
 
 
-@pytest.fixture(scope="module")
-def tok(tiny_model_dir):
-    return _tok(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def curated(tiny_model_dir, tmp_path_factory):
-    return cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=4, k=8)
+# test_online.py's fixtures on the tiny model: its tokenizer, 4 curated records, their online rows
+tok, curated, online_ds = test_online.tok, test_online.curated, test_online.online_ds
 
 
 def _batch(tok, curated):
-    from datasets import load_dataset
-
     from ssb_plugin.train.collator import SSBDataCollator
 
-    return SSBDataCollator(tok)(_feats(tok, list(load_dataset(str(curated), split="train"))))
+    return SSBDataCollator(tok)(_feats(tok, _rows(curated)))
 
 
 def _rollout(model, batch, tok, seed=0, max_new_tokens=9):
@@ -171,18 +164,12 @@ def test_on_policy_lora_gradient_equals_a_dense_reference_on_a_fixed_sample(
 
 
 @pytest.mark.parametrize("mb,ga", [(4, 1), (2, 2)])
-def test_the_trainer_normalises_by_the_sampled_tokens(tiny_model_dir, tok, curated, tmp_path, mb, ga):
+def test_the_trainer_normalises_by_the_sampled_tokens(tiny_model_dir, tok, online_ds, tmp_path, mb, ga):
     """The loss is per sampled token (each micro-batch's mean, averaged over the accumulation
     steps), not divided by the curated answers' token count, which HF's num_items_in_batch holds."""
     from axolotl.utils.dict import DictDefault
-    from datasets import load_dataset
-    from test_online import _trainer
 
-    from ssb_plugin.train.dataset import SSBDatasetStrategy
-
-    ds = SSBDatasetStrategy(tok, sequence_len=4096, teacher="online").wrap_dataset(
-        load_dataset(str(curated), split="train")
-    )
+    ds = online_ds
     trainer = _trainer(
         tiny_model_dir, tok, ds, tmp_path, per_device_train_batch_size=mb, gradient_accumulation_steps=ga,
         max_steps=1, learning_rate=0.0, logging_steps=1,
@@ -252,17 +239,11 @@ def test_ema_with_decay_one_and_a_zero_adapter_is_the_base_teacher(tiny_model_di
     assert with_ema.item() == pytest.approx(base.item(), rel=1e-6)
 
 
-def test_the_trainer_updates_the_average_after_every_optimizer_step(tiny_model_dir, tok, curated, tmp_path):
+def test_the_trainer_updates_the_average_after_every_optimizer_step(tiny_model_dir, tok, online_ds, tmp_path):
     from axolotl.utils.dict import DictDefault
-    from datasets import load_dataset
-    from test_online import _trainer
     from transformers import TrainerCallback
 
-    from ssb_plugin.train.dataset import SSBDatasetStrategy
-
-    ds = SSBDatasetStrategy(tok, sequence_len=4096, teacher="online").wrap_dataset(
-        load_dataset(str(curated), split="train")
-    )
+    ds = online_ds
     trainer = _trainer(
         tiny_model_dir, tok, ds, tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=1,
         max_steps=2, learning_rate=0.05, optim="sgd", lr_scheduler_type="constant",

@@ -59,17 +59,31 @@ def write_problems(lane: Lane, s: Settings) -> None:
     atomic_write_text(s.run / "heldout.jsonl", "".join(r + "\n" for r in rows))
 
 
-def curate(lane: Lane, s: Settings, problems: str, out: str) -> None:
-    # SmolLM2 rarely writes \boxed{}: the last-number fallback is on for this demo (off by default).
-    # Its verified hinted answers to these problems run 12-170 tokens; longer ones ramble (too_long).
-    venv_bin = s.vllm_bin if s.backend == "vllm" else s.train_bin
-    lane.sh(
-        [venv_bin / "ssb-curate", "--model", s.model, "--data", s.run / problems, "--out", s.run / out]
-        + ["--id-field", "id", "--backend", s.backend, "--answer-fallback", "--num-rollouts", "4"]
-        + ["--rollout-max-tokens", "128", "--teacher-max-tokens", "256", "--max-model-len", "2048"]
-        + (["--vllm-kwargs", json.dumps(VLLM_IN_PROCESS)] if s.backend == "vllm" else [])
-        + ["--overwrite"]
+def curate_command(
+    venv_bin: Path, model: str, data: Path, out: Path, backend: str, teacher_max_tokens: int = 256
+) -> list:
+    """The demo's `ssb-curate` (benchmarks/effect.py runs the same).
+
+    SmolLM2 rarely writes \boxed{}: the last-number fallback is on (off by default). Its verified
+    hinted answers to these problems run 12-170 tokens; longer ones ramble (too_long)."""
+    return (
+        [venv_bin / "ssb-curate", "--model", model, "--data", data, "--out", out]
+        + ["--id-field", "id", "--backend", backend, "--answer-fallback", "--num-rollouts", "4"]
+        + [
+            "--rollout-max-tokens",
+            "128",
+            "--teacher-max-tokens",
+            str(teacher_max_tokens),
+            "--max-model-len",
+            "2048",
+        ]
+        + (["--vllm-kwargs", json.dumps(VLLM_IN_PROCESS)] if backend == "vllm" else [])
     )
+
+
+def curate(lane: Lane, s: Settings, problems: str, out: str) -> None:
+    venv_bin = s.vllm_bin if s.backend == "vllm" else s.train_bin
+    lane.sh(curate_command(venv_bin, s.model, s.run / problems, s.run / out, s.backend) + ["--overwrite"])
 
 
 def train_config(s: Settings) -> dict:
@@ -100,28 +114,29 @@ def merge(lane: Lane, s: Settings, done: threading.Event) -> None:
     done.set()
 
 
-def evaluate(lane: Lane, s: Settings, name: str, model_dir: str) -> None:
-    """lm_eval on vLLM: the held-out problems the run curated, the others' first `eval_limit`."""
-    limited = {t: list(range(s.eval_limit)) for t in s.tasks if t != HELDOUT_TASK}
-    limited[HELDOUT_TASK] = list(range(s.heldout))
+def lm_eval_command(
+    vllm_bin: Path, model_dir: str, samples: dict[str, list[int]], gen_toks: int, out: Path
+) -> list:
+    """The demo's `lm_eval` on vLLM (greedy, per-sample logs) of `samples` {task: doc indices}."""
+    from ssb_plugin.tasks import include_path
+
     model_args = (
         f"pretrained={model_dir},dtype=float32,max_model_len=2048,gpu_memory_utilization=0.3,"
         "enforce_eager=True,seed=0," + ",".join(f"{k}={v}" for k, v in VLLM_IN_PROCESS.items())
     )
-    from ssb_plugin.tasks import include_path
-
-    lane.sh(
-        [s.vllm_bin / "lm_eval", "--model", "vllm", "--model_args", model_args]
-        + ["--include_path", include_path(), "--tasks", ",".join(limited)]
-        + ["--samples", json.dumps(limited), "--apply_chat_template", "--batch_size", "auto"]
-        + [
-            "--gen_kwargs",
-            f"max_gen_toks={s.gen_toks}",
-            "--output_path",
-            s.run / "eval" / name,
-            "--log_samples",
-        ]
+    return (
+        [vllm_bin / "lm_eval", "--model", "vllm", "--model_args", model_args]
+        + ["--include_path", include_path(), "--tasks", ",".join(samples)]
+        + ["--samples", json.dumps(samples), "--apply_chat_template", "--batch_size", "auto"]
+        + ["--gen_kwargs", f"max_gen_toks={gen_toks}", "--output_path", out, "--log_samples"]
     )
+
+
+def evaluate(lane: Lane, s: Settings, name: str, model_dir: str) -> None:
+    """lm_eval on vLLM: the held-out problems the run curated, the others' first `eval_limit`."""
+    limited = {t: list(range(s.eval_limit)) for t in s.tasks if t != HELDOUT_TASK}
+    limited[HELDOUT_TASK] = list(range(s.heldout))
+    lane.sh(lm_eval_command(s.vllm_bin, model_dir, limited, s.gen_toks, s.run / "eval" / name))
 
 
 def heldout_kl(lane: Lane, s: Settings, merged: threading.Event) -> None:

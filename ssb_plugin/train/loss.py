@@ -54,8 +54,8 @@ DIAGNOSTIC_TOPK = 32
 
 
 def _diagnose(cache: dict, kl_rows, teacher_mass, student_mass, overlap) -> None:
-    if cache.get("diag") is not None:
-        cache["diag"].append((kl_rows.detach(), teacher_mass, student_mass, overlap))
+    """Keep one chunk's per-row diagnostics (called only when `cache["diag"]` collects them)."""
+    cache["diag"].append((kl_rows.detach(), teacher_mass, student_mass, overlap))
 
 
 def _in_student_topk(log_q_full: torch.Tensor, log_q_at: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

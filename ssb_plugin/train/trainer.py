@@ -132,9 +132,8 @@ class SSBTrainer(AxolotlTrainer):
         """`ssb_rollouts: student`: the batch rebuilt on the student's own samples (ssb_plugin.train.rollouts)."""
         from ssb_plugin.train.rollouts import on_policy_batch
 
-        tok = (
-            self.processing_class
-        )  # Axolotl passes the tokenizer; without one, the model's generation config
+        # Axolotl passes the tokenizer as processing_class; without one, the model's generation config
+        tok = self.processing_class
         gen = getattr(peft_model(model), "generation_config", None)
         eos = getattr(gen, "eos_token_id", None)
         eos = eos if eos is not None else getattr(tok, "eos_token_id", None)
