@@ -72,7 +72,11 @@ def curate(args, data: Path, out: Path) -> None:
 
     if (out / "manifest.json").exists():
         return
-    cmd = curate_command(args.vllm_bin, args.model, data, out, "vllm", args.teacher_max_tokens)
+    cmd = curate_command(
+        args.vllm_bin, args.model, data, out, "vllm", args.teacher_max_tokens, args.teacher_attempts
+    )
+    if out.name == "curated":  # the training set: stop once --records are kept (whole chunks)
+        cmd += ["--max-kept", str(args.records)]
     sh(cmd + ["--no-progress"], args.run / "logs" / f"curate_{out.name}.log")
 
 
@@ -212,8 +216,9 @@ def main() -> None:
         "--problems",
         type=int,
         default=500,
-        help="training problems to curate (SmolLM2 keeps ~8 %% of this family)",
+        help="training problems at most (SmolLM2 keeps ~8 %% of this family with one teacher attempt)",
     )
+    ap.add_argument("--records", type=int, default=48, help="curation stops once this many are kept")
     ap.add_argument("--min-kept", type=int, default=40, help="stop unless curation keeps at least this many")
     ap.add_argument("--heldout", type=int, default=200, help="held-out problems evaluated (<= 200)")
     ap.add_argument("--heldout-kl", type=int, default=40, help="held-out problems curated for the KL")
@@ -224,12 +229,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--gen-toks", type=int, default=256)
     ap.add_argument("--teacher-max-tokens", type=int, default=256)
+    ap.add_argument(
+        "--teacher-attempts",
+        type=int,
+        default=4,
+        help="hinted answers per problem (ssb-curate --teacher-attempts): the 135M teacher rambles",
+    )
     ap.add_argument("--train-venv", type=Path, default=Path(sys.prefix))
     ap.add_argument("--vllm-venv", type=Path, default=ROOT / ".venv-vllm")
     ap.add_argument("--smoke", action="store_true", help="a few problems, one seed: checks the plumbing")
     args = ap.parse_args()
     if args.smoke:
-        args.problems, args.min_kept, args.heldout, args.heldout_kl = 24, 1, 20, 12
+        args.problems, args.min_kept, args.records, args.heldout, args.heldout_kl = 24, 1, 24, 20, 12
         args.slice, args.seeds, args.epochs = 4, [0], 1
     args.train_bin, args.vllm_bin = args.train_venv / "bin", args.vllm_venv / "bin"
 

@@ -201,8 +201,13 @@ class Curator:
         return self._requests(specs, self.cfg.rollout_temperature, self.cfg.rollout_top_k)
 
     def _teacher_requests(self, jobs: list[TeacherJob]) -> list[Request]:
-        """One answer per problem, on the hinted prompt."""
-        specs = [(j.prompt_ids, j.budget, (j.student.problem.id, "teacher")) for j in jobs]
+        """`teacher_attempts` answers per problem, on the hinted prompt (attempt 0's seed is the
+        one a single-attempt run uses, so raising the setting only adds answers)."""
+        specs = [
+            (j.prompt_ids, j.budget, (j.student.problem.id, "teacher", a))
+            for j in jobs
+            for a in range(self.cfg.teacher_attempts)
+        ]
         return self._requests(specs, self.cfg.teacher_temperature, self.cfg.teacher_top_k)
 
     def _rollouts(self, gens: list[Generation], gold: str, res: ChunkResult) -> list[Rollout]:
@@ -246,19 +251,30 @@ class Curator:
         return jobs
 
     def _keep(self, jobs: list[TeacherJob], gens: list[Generation], res: ChunkResult) -> list:
-        """Grade the teacher's answers; kept ones become rows. Returns their (prompt, response) ids."""
+        """Grade the teacher's answers; a problem's first kept answer becomes its row. A problem with
+        none takes its first answer's outcome (what a one-attempt run reports). Returns the rows'
+        (prompt, response) ids."""
+        n = self.cfg.teacher_attempts
         scoring = []  # (teacher prompt ids, response ids) of the kept records, in row order
-        for j, g in zip(jobs, gens, strict=True):
+        for i, j in enumerate(jobs):
             p = j.student.problem
-            text = self._decode(g.token_ids)
-            res.stats["teacher_tokens"] += len(g.token_ids)
-            graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
-            outcome = teacher_outcome(
-                g.finish_reason,
-                bool(graded and graded.correct),
-                self.cfg.leak_filter and leaks_hint(text, p.question),
-            )
-            res.mark(p.id, outcome)
+            answers = gens[i * n : (i + 1) * n]
+            res.stats["teacher_answers"] += len(answers)
+            res.stats["teacher_tokens"] += sum(len(g.token_ids) for g in answers)
+            outcomes = []
+            for g in answers:
+                text = self._decode(g.token_ids)
+                graded = self._grade(text, p.gold) if g.finish_reason == "stop" else None
+                outcome = teacher_outcome(
+                    g.finish_reason,
+                    bool(graded and graded.correct),
+                    self.cfg.leak_filter and leaks_hint(text, p.question),
+                )
+                res.stats[f"teacher_answers_{outcome.value}"] += 1  # graded ones
+                outcomes.append(outcome)
+                if outcome == Outcome.KEPT:
+                    break  # later attempts are not graded: the record is the first kept answer
+            res.mark(p.id, outcome if outcome == Outcome.KEPT else outcomes[0])
             if outcome != Outcome.KEPT:
                 continue
             res.stats["kept_tokens"] += len(g.token_ids)

@@ -81,7 +81,9 @@ def summary_table(manifest) -> str:
         "time: "
         + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items())
         + f"; rollouts {stats.get('rollouts', 0)} ({stats.get('rollouts_correct', 0)} correct, "
-        f"{stats.get('rollouts_no_answer', 0)} without answer), kept answer tokens {stats.get('kept_tokens', 0)}"
+        f"{stats.get('rollouts_no_answer', 0)} without answer), teacher answers "
+        f"{stats.get('teacher_answers', 0)} ({stats.get('teacher_answers_too_long', 0)} too long), "
+        f"kept answer tokens {stats.get('kept_tokens', 0)}"
     )
     return "\n".join(lines)
 

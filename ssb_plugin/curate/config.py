@@ -133,6 +133,13 @@ class CurateConfig:
         result=True,
         manifest="sampling.teacher.max_tokens",
     )
+    teacher_attempts: int = setting(
+        1,
+        "teacher answers sampled per problem; the first one that finishes, is right and does not leak "
+        "is kept (paper 1; a small teacher that rambles past its budget keeps more problems with 2-4)",
+        result=True,
+        manifest="sampling.teacher.n",
+    )
     # the stored teacher target (ssb_plugin.curate.targets; docs/training.md, "The objective")
     stored_topk: int = setting(
         DEFAULT_STORED_TOPK,
@@ -311,7 +318,14 @@ class CurateConfig:
         need(float(self.teacher_temperature) >= 0, "teacher_temperature", "must be >= 0 (0 = greedy)")
         for key in ("rollout_top_k", "teacher_top_k"):
             need(int(getattr(self, key)) >= 0, key, "must be >= 0 (0 = no top-k filter)")
-        for key in ("rollout_max_tokens", "teacher_max_tokens", "chunk_size", "batch_size", "stored_topk"):
+        for key in (
+            "rollout_max_tokens",
+            "teacher_max_tokens",
+            "teacher_attempts",
+            "chunk_size",
+            "batch_size",
+            "stored_topk",
+        ):
             need(int(getattr(self, key)) >= 1, key, "must be >= 1")
         self._validate_target(need)
         need(self.threads is None or int(self.threads) >= 1, "threads", "must be >= 1")

@@ -81,7 +81,7 @@ def build_manifest(
     m["model"] = str(m["model"])
     m["prompts"]["teacher_template"] = TEACHER_TEMPLATE
     m["sampling"]["rollout"]["top_p"] = 1.0
-    m["sampling"]["teacher"].update(n=1, top_p=1.0)
+    m["sampling"]["teacher"]["top_p"] = 1.0
     target = m.pop("target")  # the target.* settings, completed by what the scoring pass records
     if cfg.stored_target:
         target.update(target_spec(cfg).manifest().to_dict())

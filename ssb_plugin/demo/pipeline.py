@@ -60,7 +60,13 @@ def write_problems(lane: Lane, s: Settings) -> None:
 
 
 def curate_command(
-    venv_bin: Path, model: str, data: Path, out: Path, backend: str, teacher_max_tokens: int = 256
+    venv_bin: Path,
+    model: str,
+    data: Path,
+    out: Path,
+    backend: str,
+    teacher_max_tokens: int = 256,
+    teacher_attempts: int = 1,
 ) -> list:
     """The demo's `ssb-curate` (benchmarks/effect.py runs the same).
 
@@ -74,6 +80,8 @@ def curate_command(
             "128",
             "--teacher-max-tokens",
             str(teacher_max_tokens),
+            "--teacher-attempts",
+            str(teacher_attempts),
             "--max-model-len",
             "2048",
         ]
