@@ -106,3 +106,23 @@ def test_teacher_attempts_is_a_result_setting(tmp_path):
     assert "teacher_attempts" in RESULT_KEYS  # a resume or a merge must agree on it
     with pytest.raises(ConfigError, match="teacher_attempts"):
         CurateConfig.build(out=str(tmp_path / "o"), data="x/y", teacher_attempts=0)
+
+
+def test_a_run_recorded_before_the_setting_resumes_as_one_attempt(tmp_path):
+    import json
+
+    from ssb_plugin.curate.config import ConfigError, CurateConfig
+    from ssb_plugin.curate.writer import OutputDir
+
+    def settings(**kw):
+        return {**CurateConfig(out=str(tmp_path / "o"), **kw).result_settings(), "shard": "0/1"}
+
+    out = OutputDir(tmp_path / "o")
+    out.prepare(settings())
+    run = next((tmp_path / "o").rglob("run.json"))
+    old = json.loads(run.read_text())
+    del old["teacher_attempts"]  # what a run started before the setting existed recorded
+    run.write_text(json.dumps(old))
+    out.prepare(settings())  # the default: the same records, so the resume goes on
+    with pytest.raises(ConfigError, match="teacher_attempts"):
+        out.prepare(settings(teacher_attempts=2))

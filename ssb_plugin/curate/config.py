@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +384,16 @@ class CurateConfig:
 
 # Settings that change which records a run produces; a resumed or merged run must agree on them.
 RESULT_KEYS = tuple(f.name for f in fields(CurateConfig) if f.metadata["result"])
+
+
+def with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Result settings a run recorded before a later setting existed, that setting read as its
+    default (the records were made without it, which is what the default does): resume and merge
+    compare these."""
+    defaults = {
+        f.name: f.default if f.default_factory is MISSING else f.default_factory()
+        for f in fields(CurateConfig)
+        if f.metadata["result"]
+    }
+    return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}
+

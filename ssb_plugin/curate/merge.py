@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ssb_plugin.atomic import atomic_copy, atomic_write_text
 from ssb_plugin.curate import ownership
-from ssb_plugin.curate.config import ConfigError
+from ssb_plugin.curate.config import ConfigError, with_defaults
 from ssb_plugin.curate.ownership import CARD_FILE, DATA_DIR, MERGE_MARKER
 from ssb_plugin.curate.tally import tally
 from ssb_plugin.curate.writer import OutputDir, dataset_card
@@ -42,7 +42,8 @@ def _load_sources(sources: list[str]) -> list[Manifest]:
 
 
 def _identity(m: Manifest) -> dict:
-    return {**m.extra.get("settings", {}), **m.extra.get("fingerprints", {}), "tokenizer": m.tokenizer}
+    settings = with_defaults(m.extra.get("settings", {}))
+    return {**settings, **m.extra.get("fingerprints", {}), "tokenizer": m.tokenizer}
 
 
 def _check_compatible(sources: list[str], manifests: list[Manifest]) -> str:

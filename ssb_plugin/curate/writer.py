@@ -26,7 +26,7 @@ import numpy as np
 
 from ssb_plugin.atomic import TEMP_GLOB, atomic_path, atomic_write_text
 from ssb_plugin.curate import ownership
-from ssb_plugin.curate.config import ConfigError
+from ssb_plugin.curate.config import ConfigError, with_defaults
 from ssb_plugin.curate.ownership import CARD_FILE, DATA_DIR, PROGRESS_DIR, RUN_MARKER
 from ssb_plugin.record import NESTED_COLUMNS, NESTED_FIELDS, features
 
@@ -177,11 +177,11 @@ class OutputDir:
                 f"--out, or --overwrite to replace that set"
             )
         elif kind == "run":
-            old = json.loads(run_file.read_text())
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            old, new = with_defaults(json.loads(run_file.read_text())), with_defaults(settings)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if diff:
                 raise ConfigError(
-                    f"out: {self.root} was started with different settings ({settings_diff(old, settings, diff)}); "
+                    f"out: {self.root} was started with different settings ({settings_diff(old, new, diff)}); "
                     f"resume needs the same settings and input. Use another --out, or --overwrite to start "
                     f"over (it deletes only the files ssb-curate wrote there)."
                 )
