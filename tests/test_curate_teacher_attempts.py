@@ -22,7 +22,9 @@ class TeacherByAttempt(ScriptedBackend):
         self.teacher_seeds: list[int] = []
 
     def _attempt(self, problem_id, seed):
-        matches = [a for a in range(self.attempts) if derive_seed(self.seed, problem_id, "teacher", a) == seed]
+        matches = [
+            a for a in range(self.attempts) if derive_seed(self.seed, problem_id, "teacher", a) == seed
+        ]
         assert len(matches) == 1, "every teacher request carries one attempt's seed"
         return matches[0]
 

@@ -32,15 +32,25 @@ def _single_thread():
         yield
 
 
-def _divergence(log_p, log_q, kind, beta=0.5):
-    """Per row, from the definitions (float64, plain autograd)."""
+def _divergence(log_p, log_q, kind, beta=0.5, clip=None):
+    """Per row, from the definitions (plain autograd); `clip`: each vocabulary entry's contribution
+    capped before the sum (torch.minimum: a capped entry has no gradient)."""
     p, q = log_p.exp(), log_q.exp()
     if kind == "forward":
-        return (p * (log_p - log_q)).sum(-1)
-    if kind == "reverse":
-        return (q * (log_q - log_p)).sum(-1)
-    m = beta * p + (1 - beta) * q
-    return beta * (p * (log_p - m.log())).sum(-1) + (1 - beta) * (q * (log_q - m.log())).sum(-1)
+        c = p * (log_p - log_q)
+    elif kind == "reverse":
+        c = q * (log_q - log_p)
+    else:
+        m = beta * p + (1 - beta) * q
+        c = beta * (p * (log_p - m.log())) + (1 - beta) * (q * (log_q - m.log()))
+    return (c if clip is None else torch.minimum(c, torch.tensor(clip, dtype=c.dtype))).sum(-1)
+
+
+def _clipped_share(log_p, log_q, kind, clip, beta=0.5):
+    """The share of vocabulary entries the clip caps (so a test can check it bites)."""
+    with torch.no_grad():
+        full = _divergence(log_p.unsqueeze(-1), log_q.unsqueeze(-1), kind, beta)  # per entry
+    return (full >= clip).double().mean().item()
 
 
 @pytest.mark.parametrize("kind,beta", [("reverse", 0.5), ("jsd", 0.5), ("jsd", 0.1), ("forward", 0.5)])
@@ -66,6 +76,38 @@ def test_kernel_divergences_equal_plain_autograd(kind, beta, chunk):
     assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-5
 
 
+@pytest.mark.parametrize("kind,beta", [("forward", 0.5), ("reverse", 0.5), ("jsd", 0.3)])
+@pytest.mark.parametrize("chunk", [3, 100])
+def test_the_pointwise_clip_equals_plain_autograd(kind, beta, chunk):
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(9, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(40, 12, generator=g, dtype=torch.float64)
+    teacher_h = torch.randn(9, 12, generator=g, dtype=torch.float64)
+    T, clip = 2.0, 0.02
+    ref_h = h.clone().requires_grad_()
+    log_p = torch.log_softmax(teacher_h @ w.t() / T, -1)
+    log_q = torch.log_softmax(ref_h @ w.t() / T, -1)
+    assert 0.05 < _clipped_share(log_p, log_q, kind, clip, beta) < 0.5  # the clip bites, not everywhere
+    ref = _divergence(log_p, log_q, kind, beta, clip).sum() * T**2
+    (ref_grad,) = torch.autograd.grad(ref, ref_h)
+    unclipped = _divergence(log_p, log_q, kind, beta).sum() * T**2
+    hh = h.clone().requires_grad_()
+    opts = LossOptions(temperature=T, chunk_size=chunk, divergence=kind, jsd_beta=beta, pointwise_clip=clip)
+    loss, kd, _ = full_vocab_kl_sums(hh, w, teacher_h, options=opts)
+    (grad,) = torch.autograd.grad(loss, hh)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6) and loss.item() < unclipped.item() - 1e-3
+    assert ((grad - ref_grad).norm() / ref_grad.norm()).item() < 1e-6
+    # a clip no entry reaches is the plain divergence, gradient included
+    wide = dataclasses.replace(opts, pointwise_clip=1e9)
+    loss2, _, _ = full_vocab_kl_sums(hh, w, teacher_h, options=wide)
+    (grad2,) = torch.autograd.grad(loss2, hh)
+    plain, _, _ = full_vocab_kl_sums(hh, w, teacher_h, options=dataclasses.replace(opts, pointwise_clip=None))
+    (grad3,) = torch.autograd.grad(plain, hh)
+    # (the kernel's logits are fp32: the two sums differ in rounding only)
+    assert loss2.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert ((grad2 - grad3).norm() / grad3.norm()).item() < 1e-6
+
+
 def test_a_stored_target_refuses_student_side_divergences():
     from ssb_plugin.train.loss import sparse_kl_sums
 
@@ -73,6 +115,9 @@ def test_a_stored_target_refuses_student_side_divergences():
     with pytest.raises(ValueError, match="needs the teacher's whole distribution"):
         sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), ids, ids.float(), ids.float(),
                        options=LossOptions(divergence="reverse"))  # fmt: skip
+    with pytest.raises(ValueError, match="a pointwise clip needs the teacher's whole distribution"):
+        sparse_kl_sums(torch.zeros(2, 4), torch.zeros(5, 4), ids, ids.float(), ids.float(),
+                       options=LossOptions(pointwise_clip=0.05))  # fmt: skip
 
 
 # ---- the rebuilt batch and its gradient, on the tiny model ----------------------------------
@@ -126,15 +171,18 @@ def test_both_views_carry_the_same_sampled_answer_after_their_own_prompts(tiny_m
     assert not torch.equal(other["input_ids"], rebuilt["input_ids"])
 
 
-@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize(
+    "kind,clip", [("forward", None), ("reverse", None), ("jsd", None), ("forward", 1e-4), ("reverse", 1e-4)]
+)
 def test_on_policy_lora_gradient_equals_a_dense_reference_on_a_fixed_sample(
-    tiny_model_dir, tok, curated, kind
+    tiny_model_dir, tok, curated, kind, clip
 ):
     """On the student's own sample: the loss as training computes it (online_forward on the rebuilt
-    batch) against materialised logits of both views (student: adapter on; teacher: adapter off)."""
+    batch) against materialised logits of both views (student: adapter on; teacher: adapter off);
+    with `clip`, OPSD's pointwise clip in both."""
     model = _lora(tiny_model_dir)
     rebuilt, _ = _rollout(model, _batch(tok, curated), tok)
-    options = dataclasses.replace(LOSS, divergence=kind)
+    options = dataclasses.replace(LOSS, divergence=kind, pointwise_clip=clip)
     params = _lora_params(model)
     loss, _, _, n, _ = online_forward(model, dict(rebuilt), options)
     grad = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]).double()
@@ -149,7 +197,10 @@ def test_on_policy_lora_gradient_equals_a_dense_reference_on_a_fixed_sample(
             z_t = model(**teacher).logits.to(dtype)[:, :-1][t_labels[:, 1:] != -100]
         z_s = model(**student).logits.to(dtype)[:, :-1][s_labels[:, 1:] != -100]
         T = options.temperature
-        ref = _divergence(torch.log_softmax(z_t / T, -1), torch.log_softmax(z_s / T, -1), kind).sum() * T**2
+        log_p, log_q = torch.log_softmax(z_t / T, -1), torch.log_softmax(z_s / T, -1)
+        if clip is not None:
+            assert 1e-4 < _clipped_share(log_p, log_q, kind, clip) < 0.5  # the clip bites
+        ref = _divergence(log_p, log_q, kind, clip=clip).sum() * T**2
         return ref, torch.cat([g.flatten() for g in torch.autograd.grad(ref, params)]).double()
 
     ref, ref_grad = reference(torch.float32)  # as the model computes (test_online.py: the same bar)
@@ -157,9 +208,10 @@ def test_on_policy_lora_gradient_equals_a_dense_reference_on_a_fixed_sample(
     rel = ((grad - ref_grad).norm() / ref_grad.norm()).item()
     fp32_rounding = ((ref_grad - exact_grad).norm() / exact_grad.norm()).item()
     # the summed divergence is small here (~1e-2 nats/token): fp32's cancellation is an absolute error
-    assert (
-        ref.item() > 0 and abs(loss.item() - exact.item()) <= 1.5 * abs(ref.item() - exact.item()) + 1e-6 * n
-    )
+    # (a clipped forward KL can be negative: the capped entries were the positive ones)
+    assert (ref.item() > 0 or clip is not None) and abs(loss.item() - exact.item()) <= 1.5 * abs(
+        ref.item() - exact.item()
+    ) + 1e-6 * n
     assert rel < max(1e-5, fp32_rounding), f"gradient relative error {rel} (fp32 rounding {fp32_rounding})"
 
 
@@ -190,6 +242,38 @@ def test_the_trainer_normalises_by_the_sampled_tokens(tiny_model_dir, tok, onlin
 
 
 # ---- the EMA teacher ----------------------------------------------------------------------------
+
+
+def test_a_rollout_fraction_takes_every_other_step_on_the_students_samples(
+    tiny_model_dir, tok, online_ds, tmp_path
+):
+    """ssb_rollout_fraction 0.5: optimizer steps 1 and 3 on the student's samples, steps 0 and 2 on
+    the curated teacher answers (their token count is the curated one), accumulation included."""
+    from axolotl.utils.dict import DictDefault
+
+    trainer = _trainer(
+        tiny_model_dir, tok, online_ds, tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=2,
+        max_steps=4, learning_rate=0.0, logging_steps=1,
+    )  # fmt: skip
+    trainer.axolotl_cfg = DictDefault(
+        {
+            "ssb_teacher": "online",
+            "ssb_rollouts": "student",
+            "ssb_rollout_max_tokens": 5,
+            "ssb_rollout_fraction": 0.5,
+        }
+    )
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "ssb_answer_tokens" in h]
+    assert [h["step"] for h in logs] == [1, 2, 3, 4]
+    curated_tokens = sum(sum(x != -100 for x in lab[1:]) for lab in online_ds["labels"])
+    for h in logs:
+        on_policy = h["step"] % 2 == 0  # logged after optimizer steps 1 and 3 (0-based)
+        assert ("ssb_rollout_tokens" in h) == on_policy
+        if on_policy:
+            assert h["ssb_answer_tokens"] == round(4 * h["ssb_rollout_tokens"]) <= 4 * 5
+        else:
+            assert h["ssb_answer_tokens"] == curated_tokens
 
 
 def test_the_ema_teacher_is_the_average_swapped_in_and_the_student_restored(tiny_model_dir, tok, curated):
@@ -285,6 +369,20 @@ def test_config_refusals(tiny_model_dir):
             )
         with pytest.raises(ValueError, match="ssb_divergence: reverse needs"):
             _validate(_base_cfg(tiny_model_dir, ssb_divergence="reverse", **lora))
+        with pytest.raises(ValueError, match="ssb_pointwise_clip needs the teacher's whole distribution"):
+            _validate(_base_cfg(tiny_model_dir, ssb_pointwise_clip=0.05, **lora))
+        with pytest.raises(ValueError, match="set ssb_rollouts: student"):
+            _validate(_base_cfg(tiny_model_dir, ssb_teacher="online", ssb_rollout_fraction=0.5, **lora))
+        with pytest.raises(ValueError, match=r"ssb_rollout_fraction must be in \(0, 1\]"):
+            _validate(
+                _base_cfg(
+                    tiny_model_dir,
+                    ssb_rollouts="student",
+                    ssb_teacher="online",
+                    ssb_rollout_fraction=0,
+                    **lora,
+                )
+            )
         with pytest.raises(ValueError, match="ssb_online_teacher: ema is a live teacher"):
             _validate(_base_cfg(tiny_model_dir, ssb_online_teacher="ema", **lora))
         with pytest.raises(ValueError, match="sharded parameters"):
@@ -329,3 +427,24 @@ def test_axolotl_train_on_policy_with_accumulation(tiny_model_dir, tmp_path, tmp
         assert 1 <= x["ssb_rollout_tokens"] <= 8 and math.isfinite(x["loss"]) and x["loss"] >= 0
         check_diagnostics(x, 2.0)
     check_adapter(tiny_model_dir, Path(cfg["output_dir"]))
+
+
+def test_axolotl_train_with_a_rollout_fraction_and_the_pointwise_clip(
+    tiny_model_dir, tmp_path, tmp_path_factory
+):
+    """The real `axolotl train`: `ssb_rollout_fraction: 0.5` samples on every other optimizer step
+    (the others train on the curated answers), and `ssb_pointwise_clip` caps the logged objective
+    below the uncapped divergence the diagnostics report."""
+    curated = cached_curated_set(tiny_model_dir, tmp_path_factory.getbasetemp() / "curated", n=8, k=8)
+    cfg = train_config(
+        tiny_model_dir, curated, tmp_path, ssb_teacher="online", ssb_rollouts="student", ssb_rollout_max_tokens=6,
+        ssb_rollout_fraction=0.5, ssb_pointwise_clip=1e-5, sample_packing=False, max_steps=4, logging_steps=1,
+    )  # fmt: skip
+    out = axolotl_ok(cfg, tmp_path, launcher=False, timeout=1200)
+    steps = [x for x in training_log(cfg) if "ssb_kd" in x and "loss" in x]
+    assert [x["step"] for x in steps] == [1, 2, 3, 4], out[-4000:]
+    assert ["ssb_rollout_tokens" in x for x in steps] == [False, True, False, True]
+    for x in steps:
+        assert math.isfinite(x["loss"]) and x["ssb_kd"] <= x["ssb_kl_mean"] * 2.0**2 + 1e-6, x
+    # the cap reached the kernel: the objective is below the uncapped divergence, not equal to it
+    assert all(x["ssb_kd"] < 0.99 * x["ssb_kl_mean"] * 2.0**2 for x in steps), steps

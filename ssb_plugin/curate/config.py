@@ -396,4 +396,3 @@ def with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
         if f.metadata["result"]
     }
     return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded}
-

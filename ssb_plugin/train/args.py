@@ -63,12 +63,25 @@ class SSBArgs(BaseModel):
         default=DEFAULT_LOSS.jsd_beta,
         description="beta of ssb_divergence: jsd, beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q.",
     )
+    ssb_pointwise_clip: float | None = Field(
+        default=DEFAULT_LOSS.pointwise_clip,
+        description="Cap on each vocabulary entry's contribution to the divergence before the vocabulary "
+        "sum (OPSD's per-token clip, which it reports stabilises on-policy training; the paper uses 0.05); a "
+        "capped entry gives no gradient. Needs a live teacher (ssb_teacher: online). Unset: off.",
+    )
     ssb_rollouts: Literal["teacher", "student"] = Field(
         default="teacher",
         description="Whose text the loss is taken on: `teacher` (the curated teacher answer) or `student` "
         "(on-policy: each step the student, adapter on, samples an answer to the bare question and the "
         "live teacher scores it; needs ssb_teacher: online and sample_packing: false; docs/training.md, "
         "'On-policy rollouts').",
+    )
+    ssb_rollout_fraction: float = Field(
+        default=1.0,
+        description="ssb_rollouts: student: the share lambda of optimizer steps taken on the student's samples "
+        "(spread evenly: step s is on-policy when floor((s + 1) lambda) > floor(s lambda)); the other steps "
+        "train on the curated teacher answer with the same live teacher (TRL GKD's lmbda). Evaluation is "
+        "on-policy. 1: every step.",
     )
     ssb_rollout_max_tokens: int = Field(
         default=128, description="ssb_rollouts: student: most new tokens per sampled answer."
@@ -134,6 +147,7 @@ class SSBArgs(BaseModel):
             chunk_size=self.ssb_chunk_size,
             divergence=self.ssb_divergence,
             jsd_beta=self.ssb_jsd_beta,
+            pointwise_clip=self.ssb_pointwise_clip,
         )
 
     def _rollout_problems(self) -> list[str]:
@@ -155,6 +169,15 @@ class SSBArgs(BaseModel):
                 f"ssb_divergence: {self.ssb_divergence} needs the teacher's whole distribution: set "
                 "ssb_teacher: online (a stored target carries only part of it)"
             )
+        if self.ssb_pointwise_clip is not None and not live:
+            problems.append(
+                "ssb_pointwise_clip needs the teacher's whole distribution: set ssb_teacher: online (a stored "
+                "target carries only part of it)"
+            )
+        if self.ssb_pointwise_clip is not None and not self.ssb_pointwise_clip > 0:
+            problems.append(f"ssb_pointwise_clip must be > 0 (got {self.ssb_pointwise_clip})")
+        if self.ssb_rollout_fraction != 1 and self.ssb_rollouts != "student":
+            problems.append("ssb_rollout_fraction is the share of on-policy steps: set ssb_rollouts: student")
         if self.ssb_rollouts == "student":
             if not live:
                 problems.append(
@@ -170,6 +193,8 @@ class SSBArgs(BaseModel):
                     "ssb_rollouts: student with ssb_ce_weight > 0 would train on the student's own samples as "
                     "labels: set ssb_ce_weight: 0"
                 )
+            if not 0 < self.ssb_rollout_fraction <= 1:
+                problems.append(f"ssb_rollout_fraction must be in (0, 1] (got {self.ssb_rollout_fraction})")
             if self.ssb_rollout_max_tokens < 1 or not self.ssb_rollout_temperature > 0:
                 problems.append("ssb_rollout_max_tokens must be >= 1 and ssb_rollout_temperature > 0")
         return problems

@@ -131,10 +131,11 @@ class SparseTarget:
 
     def kl_and_grad(self, s, e, log_q_full, q_scaled, cache):
         """KL sum over rows s:e and, in place on q_scaled (= softmax(z/T) * scale), the logit gradient."""
-        if cache["divergence"] != "forward":
+        if cache["divergence"] != "forward" or cache["clip"] is not None:
+            what = f"divergence {cache['divergence']!r}" if cache["clip"] is None else "a pointwise clip"
             raise ValueError(
-                f"divergence {cache['divergence']!r} needs the teacher's whole distribution: a stored target "
-                "carries only part of it (use ssb_teacher: online)"
+                f"{what} needs the teacher's whole distribution: a stored target carries only part of it "
+                "(use ssb_teacher: online)"
             )
         ids = self.ids[s:e].long()
         valid = ids != PAD_ID
@@ -217,6 +218,8 @@ class DenseTarget:
         del zt
         p = log_p.exp()
         divergence = cache["divergence"]
+        if cache["clip"] is not None:
+            return _clipped(cache, p, log_p, log_q_full, q_scaled)
         if divergence != "forward":
             return _student_side(cache, p, log_p, log_q_full, q_scaled)
         kl_rows = (p * (log_p - log_q_full)).sum(-1)
@@ -249,6 +252,37 @@ def _student_side(cache: dict, p, log_p, log_q, q_scaled):
     return rows.sum(), q_scaled.mul_(g - (q * g).sum(-1, keepdim=True))
 
 
+def _clipped(cache: dict, p, log_p, log_q, q_scaled):
+    """Any divergence with each vocabulary entry's contribution c_v capped at `clip` before the sum:
+    D = sum_v min(c_v, clip) (OPSD's pointwise clip). Forward c = p log(p/q), reverse q log(q/p),
+    JSD beta p log(p/m) + (1 - beta) q log(q/m). With h_v = dc_v/dq_v and u_v = [c_v < clip] (a
+    capped entry is a constant), dD/dz = (a - q sum_v a_v) / T with a = u h q: forward a = -u p,
+    reverse a = u q (log(q/p) + 1), JSD a = u q (1 - beta) log(q/m). The diagnostics keep the
+    uncapped divergence."""
+    q = log_q.exp()
+    divergence = cache["divergence"]
+    if divergence == "forward":
+        c = p * (log_p - log_q)
+    elif divergence == "reverse":
+        c = q * (log_q - log_p)
+    else:
+        beta = cache["jsd_beta"]
+        log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log(1.0 - beta))
+        c = beta * (p * (log_p - log_m)) + (1.0 - beta) * (q * (log_q - log_m))
+    _diagnose_dense(cache, c.sum(-1), p, log_q)
+    kept = c < cache["clip"]
+    value = torch.where(kept, c, cache["clip"]).sum()
+    if q_scaled is None:
+        return value, None
+    if divergence == "forward":
+        a = -(p * kept)
+    elif divergence == "reverse":
+        a = q * (log_q - log_p + 1.0) * kept
+    else:
+        a = q * ((1.0 - beta) * (log_q - log_m)) * kept
+    return value, q_scaled.mul_(a.sum(-1, keepdim=True).neg_()).add_(a.mul_(cache["scale"]))
+
+
 def _diagnose_dense(cache: dict, rows, p, log_q_full) -> None:
     """The diagnostics of a dense teacher's rows (its DIAGNOSTIC_TOPK most likely ids)."""
     if cache.get("diag") is None:
@@ -276,6 +310,7 @@ class _ChunkedKD(torch.autograd.Function):
         cache: dict = {"inv_t": inv_t, "scale": kd_coef * inv_t, "student_wb": (weight, bias)}
         cache["diag"] = [] if stats is not None else None
         cache["divergence"], cache["jsd_beta"] = options.divergence, float(options.jsd_beta)
+        cache["clip"] = None if options.pointwise_clip is None else float(options.pointwise_clip)
         for s in range(0, hidden.shape[0], chunk):
             e = min(s + chunk, hidden.shape[0])
             h = hidden[s:e]

@@ -25,6 +25,9 @@ class LossOptions:
     # beta KL(p || m) + (1 - beta) KL(q || m), m = beta p + (1 - beta) q
     divergence: Divergence = "forward"
     jsd_beta: float = 0.5
+    # dense teachers only: each vocabulary entry's contribution to the divergence capped at this
+    # before the vocabulary sum (OPSD's pointwise clip; a capped entry gives no gradient); None: off
+    pointwise_clip: float | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -35,6 +38,8 @@ class LossOptions:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}")
         if not 0 < self.jsd_beta < 1:
             raise ValueError(f"jsd_beta must be in (0, 1), got {self.jsd_beta}")
+        if self.pointwise_clip is not None and not self.pointwise_clip > 0:
+            raise ValueError(f"pointwise_clip must be > 0 (or None: off), got {self.pointwise_clip}")
 
     @property
     def kd_coef(self) -> float:

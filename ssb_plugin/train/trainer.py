@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from axolotl.core.trainers.base import AxolotlTrainer
 from transformers import TrainerCallback
@@ -75,7 +77,7 @@ class SSBTrainer(AxolotlTrainer):
             raise KeyError(f"SSBTrainer needs {TARGET_KEYS} in the batch; got {sorted(inputs)}")
         options = self.ssb_loss
         key = "train" if model.training else "eval"
-        on_policy = self.ssb_options.ssb_rollouts == "student"
+        on_policy = self.ssb_options.ssb_rollouts == "student" and self._on_policy_step(model.training)
         if on_policy:
             inputs, sampled = self._student_rollouts(model, inputs)
             self._ssb_rollout[key] = [
@@ -115,6 +117,15 @@ class SSBTrainer(AxolotlTrainer):
             # No logits exist: outputs.logits is the loss's [B, 1, 3] stand-in (train/sharded.py).
             return loss, CausalLMOutputWithPast(loss=loss.detach(), logits=outputs.logits)
         return loss
+
+    def _on_policy_step(self, training: bool) -> bool:
+        """`ssb_rollout_fraction` lambda: this optimizer step on the student's samples? Whole optimizer
+        steps (every accumulation micro-batch, every rank: global_step is shared), spread evenly."""
+        share = float(self.ssb_options.ssb_rollout_fraction)
+        if not training or share >= 1:
+            return True
+        step = self.state.global_step
+        return math.floor((step + 1) * share) > math.floor(step * share)
 
     def _target_maker(self, model, teacher: TeacherMode):
         """The teacher's target maker; with `ssb_online_teacher: ema`, the online one bound to the
