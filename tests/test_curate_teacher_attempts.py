@@ -77,7 +77,7 @@ def test_the_first_kept_answer_is_the_record(tmp_path, tiny_model_dir):
     # four answers sampled per problem; grading stops at the first kept one (attempt 2)
     assert stats["teacher_answers"] == 16
     assert (stats["teacher_answers_too_long"], stats["teacher_answers_teacher_wrong"]) == (4, 4)
-    assert stats["teacher_answers_kept"] == 4
+    assert stats["teacher_answers_kept"] == stats["kept_at_teacher_attempt_2"] == 4
     for row in load_dataset(str(tmp_path / "four"), split="train"):
         a, b = map(int, re.findall(r"(\d+) \+ (\d+)", row["question"])[0])
         assert row["response_text"].endswith(f"\\boxed{{{a + b}}}")

@@ -277,6 +277,7 @@ class Curator:
             res.mark(p.id, outcome if outcome == Outcome.KEPT else outcomes[0])
             if outcome != Outcome.KEPT:
                 continue
+            res.stats[f"kept_at_teacher_attempt_{len(outcomes) - 1}"] += 1  # what more attempts bought
             res.stats["kept_tokens"] += len(g.token_ids)
             scoring.append((j.prompt_ids, g.token_ids))
             res.rows.append(
