@@ -83,6 +83,23 @@ class SSBArgs(BaseModel):
         "train on the curated teacher answer with the same live teacher (TRL GKD's lmbda). Evaluation is "
         "on-policy. 1: every step.",
     )
+    ssb_rollout_engine: Literal["hf", "vllm_server"] = Field(
+        default="hf",
+        description="ssb_rollouts: student: who samples. `hf`: HF generate in the training process; "
+        "`vllm_server`: a running vLLM OpenAI server on the same base model (--enable-lora, "
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), reloaded with the current adapter after every optimizer step.",
+    )
+    ssb_vllm_server_url: str = Field(
+        default="http://localhost:8000", description="ssb_rollout_engine: vllm_server: the server's base URL."
+    )
+    ssb_vllm_adapter_dir: str | None = Field(
+        default=None,
+        description="ssb_rollout_engine: vllm_server: where the adapter the server loads is written, a path "
+        "the server reads too (default: <output_dir>/ssb_rollout_adapter; refused if it holds other files).",
+    )
+    ssb_vllm_timeout: float = Field(
+        default=600.0, description="ssb_rollout_engine: vllm_server: seconds one server call may take."
+    )
     ssb_rollout_max_tokens: int = Field(
         default=128, description="ssb_rollouts: student: most new tokens per sampled answer."
     )
@@ -176,6 +193,21 @@ class SSBArgs(BaseModel):
             )
         if self.ssb_pointwise_clip is not None and not self.ssb_pointwise_clip > 0:
             problems.append(f"ssb_pointwise_clip must be > 0 (got {self.ssb_pointwise_clip})")
+        if self.ssb_rollout_engine == "vllm_server":
+            if self.ssb_rollouts != "student":
+                problems.append(
+                    "ssb_rollout_engine: vllm_server samples on-policy rollouts: set ssb_rollouts: student"
+                )
+            sharded = [k for k in ("fsdp", "fsdp_config", "deepspeed") if getattr(self, k, None)]
+            if sharded:
+                problems.append(
+                    f"ssb_rollout_engine: vllm_server writes the whole adapter each step, which sharded parameters "
+                    f"({', '.join(sharded)}) do not hold in one process: use DDP or one process"
+                )
+            if not self.ssb_vllm_server_url.startswith(("http://", "https://")):
+                problems.append(
+                    f"ssb_vllm_server_url must be an http(s) URL (got {self.ssb_vllm_server_url!r})"
+                )
         if self.ssb_rollout_fraction != 1 and self.ssb_rollouts != "student":
             problems.append("ssb_rollout_fraction is the share of on-policy steps: set ssb_rollouts: student")
         if self.ssb_rollouts == "student":

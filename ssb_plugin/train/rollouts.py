@@ -9,10 +9,13 @@ chunked full-vocabulary divergence at T over them (OPSD, arXiv 2601.18734; TRL's
 The curated teacher answer is not used, only the prompts of both views.
 
 A sample ends at the model's EOS (kept, and trained on, as the curated answers' end is) or after
-`max_new_tokens`. Rows are right-padded (pad id, label -100, attention 0), as the collator leaves them.
+`max_new_tokens`. With `ssb_rollout_engine: vllm_server` the samples come from a vLLM server that
+serves the current adapter (ssb_plugin.train.vllm_server); the rest is the same. Rows are right-padded (pad id, label -100, attention 0), as the collator leaves them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -80,9 +83,11 @@ def _pad(rows: list[list[int]], labels: list[list[int]], pad_id: int, device) ->
 
 def on_policy_batch(
     model: torch.nn.Module, inputs: dict, *, max_new_tokens: int, temperature: float, pad_id: int,
-    eos_id: int | list[int],
+    eos_id: int | list[int], sample: Callable[[list[list[int]]], list[list[int]]] | None = None,
 ) -> tuple[dict, dict]:  # fmt: skip
-    """(the batch rebuilt on the student's samples, what was sampled: rows, tokens, ended at EOS)."""
+    """(the batch rebuilt on the student's samples, what was sampled: rows, tokens, ended at EOS).
+    `sample`: prompts -> answers from elsewhere (a vLLM server, ssb_plugin.train.vllm_server);
+    None: HF `generate` on `model`."""
     if TEACHER_INPUT_IDS not in inputs:
         raise KeyError(
             "ssb_rollouts: student needs the teacher's view in the batch (rows tokenised for ssb_teacher: online)"
@@ -92,9 +97,20 @@ def on_policy_batch(
     t_prompts = _prompts(
         inputs[TEACHER_INPUT_IDS], inputs[TEACHER_LABELS], inputs.get(TEACHER_PREFIX + "attention_mask")
     )
-    answers = sample_answers(
-        model, s_prompts, max_new_tokens=max_new_tokens, temperature=temperature, pad_id=pad_id, eos_id=eos_id
-    )
+    if sample is not None:
+        answers = sample(s_prompts)
+    else:
+        answers = sample_answers(
+            model,
+            s_prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            pad_id=pad_id,
+            eos_id=eos_id,
+        )
+    empty = [b for b, a in enumerate(answers) if not a]
+    if empty:
+        raise ValueError(f"the student sampled no token for batch rows {empty}")
     student = _pad([p + a for p, a in zip(s_prompts, answers, strict=True)],
                    [[-100] * len(p) + a for p, a in zip(s_prompts, answers, strict=True)], pad_id, device)  # fmt: skip
     teacher = _pad([p + a for p, a in zip(t_prompts, answers, strict=True)],

@@ -154,9 +154,29 @@ class SSBTrainer(AxolotlTrainer):
         pad = pad if pad is not None else getattr(gen, "pad_token_id", None)
         pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
         opts = self.ssb_options
+        sample = self._server_sample(model, eos) if opts.ssb_rollout_engine == "vllm_server" else None
         return on_policy_batch(
             model, inputs, max_new_tokens=opts.ssb_rollout_max_tokens, temperature=opts.ssb_rollout_temperature,
-            pad_id=int(pad), eos_id=eos,
+            pad_id=int(pad), eos_id=eos, sample=sample,
+        )  # fmt: skip
+
+    def _server_sample(self, model, eos):
+        """`ssb_rollout_engine: vllm_server`: the server brought to this step's adapter, and a sampler
+        whose seeds follow (seed, step, rank, call) so a rerun samples the same."""
+        from ssb_plugin.train.vllm_server import VllmServerSampler, request_seed
+
+        opts = self.ssb_options
+        if getattr(self, "_ssb_server", None) is None:
+            where = opts.ssb_vllm_adapter_dir or f"{self.args.output_dir}/ssb_rollout_adapter"
+            self._ssb_server = VllmServerSampler(opts.ssb_vllm_server_url, where, opts.ssb_vllm_timeout)
+            self._ssb_server_calls = 0
+        server, step = self._ssb_server, self.state.global_step
+        server.sync(model, step, self.is_world_process_zero())
+        self._ssb_server_calls += 1
+        seed = request_seed(self.args.seed, step, self.args.process_index, self._ssb_server_calls)
+        return lambda prompts: server.sample(
+            prompts, max_new_tokens=opts.ssb_rollout_max_tokens, temperature=opts.ssb_rollout_temperature,
+            eos_id=eos, seed=seed,
         )  # fmt: skip
 
     def log(self, logs, start_time=None):
