@@ -261,8 +261,8 @@ def main() -> None:
     curate(args, args.run / "heldout.jsonl", args.run / "heldout_curated")
     evals = {"base": evaluate(args, "base", args.model)}
     models = {"base": args.model}
-    for arm in args.arms:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed-major: a run stopped early has whole seeds of every arm
+        for arm in args.arms:
             merged = train(args, arm, seed)
             evals[f"{arm}-{seed}"] = evaluate(args, f"{arm}-{seed}", str(merged))
             models[f"{arm}-{seed}"] = str(merged)
